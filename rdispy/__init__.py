@@ -1,0 +1,75 @@
+"""rdispy: run Python functions and programs in parallel on the cores of one machine or of many,
+with Redis streams as the only moving part between them.
+
+    import rdispy
+    with rdispy.Executor() as ex:            # embedded default: private server + local consumers
+        print(list(ex.map(pow, range(10), range(10))))
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+from rdispy.errors import (
+    BrokerError,
+    ConfigError,
+    DeserializationError,
+    ExecutorBroken,
+    JobAbandoned,
+    JobError,
+    NodeLost,
+    NoNodesError,
+    PayloadTooLarge,
+    ProtocolError,
+    RdispyError,
+    RemoteError,
+    ResultTooLarge,
+    SerializationError,
+    SignatureError,
+    WorkerCrashed,
+)
+
+if TYPE_CHECKING:
+    from rdispy.client.executor import Executor
+    from rdispy.client.future import RemoteFuture
+
+__all__ = [
+    "BrokerError",
+    "ConfigError",
+    "DeserializationError",
+    "Executor",
+    "ExecutorBroken",
+    "JobAbandoned",
+    "JobError",
+    "NoNodesError",
+    "NodeLost",
+    "PayloadTooLarge",
+    "ProtocolError",
+    "RdispyError",
+    "RemoteError",
+    "RemoteFuture",
+    "ResultTooLarge",
+    "SerializationError",
+    "SignatureError",
+    "WorkerCrashed",
+    "__version__",
+]
+
+_LAZY = {
+    "Executor": "rdispy.client.executor",
+    "RemoteFuture": "rdispy.client.future",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the client lazily, so `rdispy worker` and `import rdispy` stay fast."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rdispy' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,72 @@
+"""The `rdispy` command line (click).  This is the only place that configures logging and turns
+rdispy errors into exit codes: 2 for usage and configuration errors, 1 for failures."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from rdispy import __version__, defaults
+from rdispy.errors import BrokerError, ConfigError, RdispyError
+
+
+def configure_logging(verbose: int, quiet: bool) -> None:
+    """Log to stderr: rdispy's own lifecycle lines at INFO, -v for all INFO, -vv for DEBUG."""
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose == 1 else logging.WARNING
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if verbose == 0:
+        logging.getLogger("rdispy").setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+redis_option = click.option(
+    "--redis", "redis_url", envvar=defaults.ENV_REDIS_URL, metavar="URL",
+    help=f"Redis URL (redis://, rediss://, unix://); also read from ${defaults.ENV_REDIS_URL}.",
+)
+cluster_option = click.option(
+    "--cluster", default=defaults.CLUSTER, show_default=True,
+    help="Cluster name; clients and nodes of one cluster share its queue.",
+)
+prefix_option = click.option(
+    "--prefix", default=defaults.KEY_PREFIX, show_default=True, help="Prefix of every key."
+)
+secret_option = click.option(
+    "--secret", envvar=defaults.ENV_SECRET, metavar="SECRET",
+    help=f"Shared secret for signing envelopes; also read from ${defaults.ENV_SECRET}.",
+)
+
+
+class RdispyGroup(click.Group):
+    """Maps rdispy errors to one-line messages and exit codes instead of tracebacks."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except (ConfigError, BrokerError) as exc:
+            raise click.UsageError(str(exc)) from exc
+        except RdispyError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=RdispyGroup)
+@click.version_option(__version__, prog_name="rdispy")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+def main(verbose: int, quiet: bool) -> None:
+    """rdispy: run Python work in parallel on the cores of one machine or many, over Redis."""
+    configure_logging(verbose, quiet)
+
+
+def _register() -> None:
+    from rdispy.cli import server, worker
+
+    main.add_command(worker.worker)
+    main.add_command(server.server)
+
+
+_register()

@@ -1,0 +1,52 @@
+"""`rdispy worker`: run a node (a supervisor with one consumer per core)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+
+import click
+
+from rdispy.cli import cluster_option, prefix_option, redis_option, secret_option
+from rdispy.errors import ConfigError
+from rdispy.keys import Keys
+
+
+@click.command()
+@redis_option
+@click.option("--cpus", type=click.IntRange(min=1), default=None,
+              help="Consumer processes (default: the number of cores).")
+@click.option("--name", default=None, help="Node name (default: host name and pid).")
+@cluster_option
+@prefix_option
+@secret_option
+@click.option("--heartbeat", type=click.FloatRange(min=0.05), default=None,
+              help="Seconds between heartbeats.")
+@click.option("--connect-timeout", type=float, default=None,
+              help="Give up after this many seconds without Redis (default: wait forever).")
+@click.option("--owner-pid", type=int, default=None, hidden=True)
+@click.option("--stop-server-with-owner", is_flag=True, hidden=True)
+def worker(
+    redis_url: str | None, cpus: int | None, name: str | None, cluster: str, prefix: str,
+    secret: str | None, heartbeat: float | None, connect_timeout: float | None,
+    owner_pid: int | None, stop_server_with_owner: bool,
+) -> None:
+    """Run a node: one consumer process per core, serving the cluster's jobs."""
+    from rdispy import defaults
+    from rdispy.worker.supervisor import Supervisor, SupervisorConfig
+
+    if not redis_url:
+        raise ConfigError("no Redis URL: pass --redis URL or set $RDISPY_REDIS")
+    config = SupervisorConfig(
+        url=redis_url,
+        cpus=cpus or os.cpu_count() or 1,
+        name=name or f"{socket.gethostname()}-{os.getpid()}",
+        keys=Keys(cluster, prefix),
+        secret=secret,
+        heartbeat=heartbeat or defaults.HEARTBEAT_INTERVAL,
+        owner_pid=owner_pid,
+        stop_server_with_owner=stop_server_with_owner,
+        connect_timeout=connect_timeout,
+    )
+    sys.exit(Supervisor(config).run())

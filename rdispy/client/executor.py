@@ -1,0 +1,209 @@
+"""rdispy.Executor: a concurrent.futures.Executor whose jobs run on a Redis-streams cluster.
+
+Data flow::
+
+    Executor.submit / map
+        |  pickle (cloudpickle), size check, sign          -- caller's thread
+        v
+    Dispatcher outbox --pipelined XADD--> <cluster>:jobs (stream)
+                                              |  consumer group "consumers": each entry to
+                                              v  exactly one free consumer
+                                  consumer process (one per core, on any node)
+                                              |  run, capture stdout/stderr
+                                              v  publish + XACK atomically (Lua)
+                                  <cluster>:results:<client> (stream)
+                                              |  XREAD, listener thread
+                                              v
+                                  RemoteFuture.set_result / set_exception
+
+With no URL the executor owns an embedded default (a private server and a local node, see
+``local_cluster``); with a URL it joins a running cluster of `rdispy worker` nodes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor as _StdExecutor
+from concurrent.futures import Future
+from typing import Any
+
+from rdispy import defaults, serialization
+from rdispy.client.dispatcher import Dispatcher
+from rdispy.client.future import RemoteFuture
+from rdispy.client.local_cluster import LocalCluster
+from rdispy.keys import Keys
+from rdispy.worker.node import live_nodes
+
+log = logging.getLogger(__name__)
+
+
+class Executor(_StdExecutor):
+    """Run callables on the cores of this machine or of a cluster.
+
+    Args:
+        redis_url: a running cluster's Redis (``redis://``, ``rediss://``, ``unix://``); None
+            starts the embedded default: a private server and ``max_workers`` local consumers.
+        max_workers: consumers of the embedded default (default: the number of cores).
+        cluster: cluster name; clients and nodes of one cluster share its queue.
+        secret: shared secret; every job and result is then HMAC-signed and checked.
+        max_retries: re-runs of a job whose consumer or node died while running it.
+        max_payload: largest pickled arguments of one job, in bytes.
+    """
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        max_workers: int | None = None,
+        *,
+        cluster: str = defaults.CLUSTER,
+        prefix: str = defaults.KEY_PREFIX,
+        secret: str | None = None,
+        max_retries: int = defaults.MAX_RETRIES,
+        max_payload: int = defaults.MAX_PAYLOAD,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        if max_workers is not None and max_workers <= 0:
+            raise ValueError("max_workers must be greater than 0")
+        keys = Keys(cluster, prefix)
+        self._local: LocalCluster | None = None
+        if redis_url is None:
+            self._local = LocalCluster(max_workers or os.cpu_count() or 1, keys, secret)
+            redis_url = self._local.url
+        try:
+            self._dispatcher = Dispatcher(
+                redis_url, keys, secret, max_payload, max_retries, connect_timeout
+            )
+        except BaseException:
+            if self._local is not None:
+                self._local.close(drain=False)
+            raise
+        self._shutdown = False
+        self._cores_cache: tuple[float, int] = (0.0, 0)
+
+    @property
+    def url(self) -> str:
+        """The Redis URL of the cluster (the private socket for the embedded default)."""
+        return self._dispatcher.url
+
+    @property
+    def client_id(self) -> str:
+        return self._dispatcher.client_id
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> RemoteFuture:
+        """Schedule ``fn(*args, **kwargs)``; pickling errors are raised here, before sending."""
+        self._check_open()
+        return self._dispatcher.submit(fn, [(args, kwargs)])[0]
+
+    def map(  # type: ignore[override]
+        self,
+        fn: Callable[..., Any],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int | None = None,
+        buffersize: int | None = None,
+    ) -> Iterator[Any]:
+        """Like ``concurrent.futures.Executor.map``; results in order, yielded as they come.
+
+        ``chunksize=None`` batches calls automatically (about four jobs per core) so that short
+        calls do not pay a round trip each; ``chunksize=1`` sends one job per call.
+        ``buffersize`` (as in Python 3.14) bounds the chunks in flight and reads the input lazily.
+        """
+        self._check_open()
+        if buffersize is not None and buffersize < 1:
+            raise ValueError("buffersize must be None or > 0")
+        end = None if timeout is None else time.monotonic() + timeout
+        calls: Iterator[Any] = ((args, {}) for args in zip(*iterables))
+        if buffersize is None:
+            items = list(calls)
+            size = chunksize or self._auto_chunksize(len(items))
+            chunks: Iterator[list[Any]] = iter(
+                [items[i : i + size] for i in range(0, len(items), size)]
+            )
+            futures = self._dispatcher.submit(fn, chunks, kind="chunk")
+        else:
+            size = chunksize or 1
+            chunks = iter(lambda it=iter(calls): list(itertools.islice(it, size)), [])
+            futures = self._dispatcher.submit(fn, itertools.islice(chunks, buffersize), kind="chunk")
+        return self._results(fn, futures, chunks if buffersize else None, end)
+
+    def _results(
+        self,
+        fn: Callable[..., Any],
+        futures: list[RemoteFuture],
+        more: Iterator[list[Any]] | None,
+        end: float | None,
+    ) -> Iterator[Any]:
+        pending = list(reversed(futures))
+        try:
+            while pending:
+                future = pending.pop()
+                if more is not None:
+                    nxt = next(more, None)
+                    if nxt is not None:
+                        pending.insert(0, self._dispatcher.submit(fn, [nxt], kind="chunk")[0])
+                remaining = None if end is None else end - time.monotonic()
+                values, error = future.result(remaining)
+                yield from values
+                if error is not None:
+                    raise serialization.load_exception(error, future.job_id)
+        finally:
+            for future in pending:
+                future.cancel()
+
+    def _auto_chunksize(self, count: int) -> int:
+        return max(1, math.ceil(count / (4 * self._cores())))
+
+    def _cores(self) -> int:
+        if self._local is not None:
+            return self._local.cpus
+        checked, cores = self._cores_cache
+        if time.monotonic() - checked > 5.0:
+            nodes = live_nodes(self._dispatcher.client, self._dispatcher.keys)
+            cores = sum(int(n.get("cpus", 0)) for n in nodes) or 1
+            self._cores_cache = (time.monotonic(), cores)
+        return cores
+
+    def _check_open(self) -> None:
+        if self._shutdown:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop taking jobs; with ``wait``, return once every job has finished and all is closed.
+
+        With ``wait=False`` the embedded default is torn down at once: jobs not yet finished are
+        cancelled where possible and their futures are left as they are.
+        """
+        if self._shutdown:
+            return
+        self._shutdown = True
+        if cancel_futures or not wait:
+            self._dispatcher.cancel_all()
+        if wait:
+            for future in self._dispatcher.pending():
+                try:
+                    future.exception()
+                except BaseException:  # noqa: S110 - a cancelled future; nothing to wait for
+                    pass
+        self._dispatcher.close()
+        if self._local is not None:
+            self._local.close(drain=wait)
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        interrupted = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
+        self.shutdown(wait=not interrupted, cancel_futures=interrupted)
+        return False
+
+    def __del__(self) -> None:
+        if getattr(self, "_shutdown", True) is False and getattr(self, "_local", None) is not None:
+            self._shutdown = True
+            self._dispatcher.close()
+            assert self._local is not None
+            self._local.close(drain=False)
+
+
+__all__ = ["Executor", "Future", "RemoteFuture"]

@@ -1,0 +1,78 @@
+"""The embedded default: a private server and one local node, owned by the client process.
+
+``Executor()`` with no URL starts valkey-server on a unix socket in a private folder and one
+`rdispy worker` supervisor with ``max_workers`` consumers, and ends both on shutdown, at
+interpreter exit, and when the client dies (the supervisor watches the client's pid and then
+shuts the server down; on Linux the kernel also kills both with the client's main thread).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import weakref
+
+from rdispy import defaults, processes
+from rdispy.keys import Keys
+from rdispy.server import EmbeddedServer
+
+log = logging.getLogger(__name__)
+
+
+class LocalCluster:
+    """A private server plus one local node; ``close()`` ends both and leaves nothing behind."""
+
+    def __init__(self, cpus: int, keys: Keys, secret: str | None = None) -> None:
+        self.cpus = cpus
+        self.server = EmbeddedServer().start()
+        env = dict(os.environ)
+        if secret:
+            env[defaults.ENV_SECRET] = secret
+        command = [
+            sys.executable, "-m", "rdispy", "--quiet", "worker",
+            "--redis", self.server.url, "--cpus", str(cpus),
+            "--name", f"local-{os.getpid()}", "--cluster", keys.cluster, "--prefix", keys.prefix,
+            "--owner-pid", str(os.getpid()), "--stop-server-with-owner",
+        ]
+        self.supervisor = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, env=env, preexec_fn=processes.child_preexec(True)
+        )
+        # runs on close(), on garbage collection, and at interpreter exit
+        self._finalizer = weakref.finalize(self, LocalCluster._teardown, self.supervisor, self.server)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def alive(self) -> bool:
+        return self.supervisor.poll() is None and self.server.process is not None and (
+            self.server.process.poll() is None
+        )
+
+    def close(self, drain: bool = True) -> None:
+        """Stop the node (draining running jobs when ``drain``) and the server."""
+        if drain and self.supervisor.poll() is None:
+            self.supervisor.send_signal(signal.SIGTERM)
+            try:
+                self.supervisor.wait(defaults.SHUTDOWN_GRACE)
+            except subprocess.TimeoutExpired:
+                log.warning("local node did not drain in %.0fs; killing it", defaults.SHUTDOWN_GRACE)
+        self._finalizer()
+
+    @staticmethod
+    def _teardown(supervisor: subprocess.Popen[bytes], server: EmbeddedServer) -> None:
+        if supervisor.poll() is None:
+            # two signals: the supervisor drains on the first and kills its consumers on the second
+            for _ in range(2):
+                with contextlib.suppress(ProcessLookupError):
+                    supervisor.send_signal(signal.SIGTERM)
+            try:
+                supervisor.wait(2.0)
+            except subprocess.TimeoutExpired:
+                processes.kill_group(supervisor.pid)
+                supervisor.wait()
+        server.stop()

@@ -1,0 +1,85 @@
+"""Connecting to Redis: URLs (redis://, rediss://, unix://), passwords, ACL users, and waiting
+with a capped backoff for a server that is not up yet."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+
+from rdispy import defaults
+from rdispy.errors import BrokerError, ConfigError
+
+log = logging.getLogger(__name__)
+
+#: Errors that mean "the server is not there (yet)", worth retrying.
+TRANSIENT = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
+
+
+def redact(url: str) -> str:
+    """The URL with its password replaced by ***, for logs and messages."""
+    parts = urlsplit(url)
+    if parts.password:
+        user = parts.username or ""
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+        parts = parts._replace(netloc=f"{user}:***@{host}{port}")
+    return urlunsplit(parts)
+
+
+def connect(url: str, **options: object) -> redis.Redis:
+    """A client for ``url``; raises ConfigError for a malformed URL (no I/O happens here)."""
+    scheme = urlsplit(url).scheme
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(
+            f"unsupported Redis URL {redact(url)!r}: use redis://HOST:PORT, rediss://HOST:PORT "
+            "or unix:///path/to/socket"
+        )
+    try:
+        return redis.Redis.from_url(url, health_check_interval=0, **options)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise ConfigError(f"invalid Redis URL {redact(url)!r}: {exc}") from exc
+
+
+def wait_for(
+    client: redis.Redis,
+    url: str,
+    timeout: float | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    max_backoff: float = defaults.MAX_BACKOFF,
+) -> None:
+    """PING until the server answers, backing off 0.05 s doubling to ``max_backoff``.
+
+    Logs one clear line per failed attempt; raises BrokerError after ``timeout`` seconds (None
+    waits forever, or until ``should_stop()``).
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay, attempt = 0.05, 0
+    while True:
+        attempt += 1
+        try:
+            client.ping()
+            if attempt > 1:
+                log.info("connected to Redis at %s after %d attempts", redact(url), attempt)
+            return
+        except redis.AuthenticationError as exc:
+            raise BrokerError(f"Redis at {redact(url)} refused the credentials: {exc}") from exc
+        except redis.ResponseError as exc:
+            if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
+                raise BrokerError(f"Redis at {redact(url)} needs a password: {exc}") from exc
+            raise BrokerError(f"Redis at {redact(url)} answered PING with {exc}") from exc
+        except TRANSIENT as exc:
+            if should_stop() or (deadline is not None and time.monotonic() >= deadline):
+                raise BrokerError(
+                    f"cannot reach Redis at {redact(url)} ({exc}); is the server running "
+                    "and the URL right?"
+                ) from exc
+            log.warning(
+                "waiting for Redis at %s (attempt %d failed: %s); retrying in %.2fs",
+                redact(url), attempt, exc, delay,
+            )
+            time.sleep(delay)
+            delay = min(delay * 2, max_backoff)

@@ -1,0 +1,59 @@
+"""Every interval, limit, TTL and environment variable name, each with its reason.
+
+Values here are defaults; callers pass overrides explicitly. Tests shorten the intervals through
+the environment variables named below, so that detection deadlines are seconds, not minutes.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
+
+
+#: Environment variable holding the Redis URL for the CLI and Executor().
+ENV_REDIS_URL = "RDISPY_REDIS"
+#: Environment variable holding the shared secret used to sign envelopes.
+ENV_SECRET = "RDISPY_SECRET"
+
+#: Key prefix; every key rdispy writes starts with it.
+KEY_PREFIX = "rdispy"
+#: Cluster name used when none is given; several clusters can share one Redis.
+CLUSTER = "default"
+
+#: Seconds between node heartbeats.
+HEARTBEAT_INTERVAL = _env_float("RDISPY_HEARTBEAT", 1.0)
+#: A node whose heartbeat is older than this many intervals is dead.
+HEARTBEATS_MISSED = 3
+
+#: Largest pickled function+arguments of one job (bytes).  Redis' own limit is 512 MB.
+MAX_PAYLOAD = 256 * 1024 * 1024
+#: Largest pickled result of one job (bytes).
+MAX_RESULT = 256 * 1024 * 1024
+#: Captured stdout/stderr kept per job (characters); the rest is cut with a note.
+MAX_OUTPUT = 1024 * 1024
+
+#: Seconds a result waits in its client's stream before it expires (unclaimed results).
+RESULT_TTL = 24 * 3600
+#: Seconds a function blob lives after its last use by a client.
+BLOB_TTL = 24 * 3600
+#: Seconds a job record (state, attempt token) lives after it was last touched.
+JOB_TTL = 24 * 3600
+
+#: Most entries a consumer takes at once when jobs are short (adaptive prefetch).
+MAX_PREFETCH = 32
+#: Jobs shorter than this (seconds) let a consumer grow its prefetch.
+SHORT_JOB = 0.002
+#: Seconds a consumer blocks on an empty stream before it checks its state.
+READ_BLOCK = 1.0
+
+#: Retries of a job whose consumer or node died (at most MAX_RETRIES + 1 executions).
+MAX_RETRIES = 2
+
+#: Longest backoff between attempts to reach Redis (seconds).
+MAX_BACKOFF = 5.0
+#: Seconds a draining consumer gets before it is killed on shutdown of the embedded default.
+SHUTDOWN_GRACE = 5.0

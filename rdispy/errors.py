@@ -1,0 +1,116 @@
+"""Every exception rdispy raises, under one root.
+
+    RdispyError
+     ├── ConfigError                  bad option or environment (e.g. no server binary)
+     ├── BrokerError                  Redis unreachable or refused a command
+     ├── ProtocolError                an envelope could not be built or read
+     │    ├── SerializationError      a function/argument/result cannot be pickled
+     │    ├── DeserializationError    an envelope's payload cannot be unpickled
+     │    ├── SignatureError          an envelope without a valid HMAC signature
+     │    └── PayloadTooLarge         a job's payload is over the size limit
+     ├── JobError                     a job failed for a reason other than its own code
+     │    ├── RemoteError             the job raised an exception the client cannot rebuild
+     │    ├── ResultTooLarge          the job's result is over the size limit
+     │    ├── WorkerCrashed           the consumer process died while running the job
+     │    ├── NodeLost                the node stopped heartbeating while running the job
+     │    └── JobAbandoned            the job may not be re-run and its attempt was lost
+     ├── NoNodesError                 no node is registered to run jobs
+     └── ExecutorBroken               (also concurrent.futures.BrokenExecutor) client cannot go on
+
+A job's own exception is re-raised as its own type, with the remote traceback attached as
+``__cause__``; cancel and timeout raise the standard ``CancelledError``/``TimeoutError``.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import BrokenExecutor
+
+
+class RdispyError(Exception):
+    """Root of every rdispy error."""
+
+
+class ConfigError(RdispyError):
+    """An option, URL or environment value is wrong; the message says which and how to fix it."""
+
+
+class BrokerError(RdispyError):
+    """Redis could not be reached or refused a command."""
+
+
+class ProtocolError(RdispyError):
+    """An envelope could not be encoded or decoded."""
+
+    def __init__(self, message: str, job_id: str | None = None) -> None:
+        super().__init__(message if job_id is None else f"job {job_id}: {message}")
+        self.job_id = job_id
+
+
+class SerializationError(ProtocolError):
+    """A function, argument or result could not be pickled."""
+
+
+class DeserializationError(ProtocolError):
+    """A payload could not be unpickled (missing module, corrupt bytes)."""
+
+
+class SignatureError(ProtocolError):
+    """An envelope has no valid HMAC-SHA256 signature for the configured secret."""
+
+
+class PayloadTooLarge(ProtocolError):
+    """A job's function or arguments exceed the configured size limit."""
+
+
+class JobError(RdispyError):
+    """A job failed for a reason other than an exception raised by its own code."""
+
+    def __init__(self, message: str, job_id: str | None = None) -> None:
+        super().__init__(message if job_id is None else f"job {job_id}: {message}")
+        self.job_id = job_id
+
+
+class RemoteError(JobError):
+    """The job raised an exception that could not be rebuilt on the client.
+
+    ``exc_type`` names the remote exception's type, ``traceback`` holds its remote traceback text.
+    """
+
+    def __init__(
+        self, exc_type: str, message: str, traceback: str, job_id: str | None = None
+    ) -> None:
+        super().__init__(f"{exc_type}: {message}", job_id)
+        self.exc_type = exc_type
+        self.remote_message = message
+        self.traceback = traceback
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.exc_type, self.remote_message, self.traceback, self.job_id))
+
+
+class ResultTooLarge(JobError):
+    """The job's pickled result is over the size limit; return less, or write it to a file."""
+
+
+class WorkerCrashed(JobError):
+    """The consumer process running the job died (signal, os._exit, segfault, memory limit)."""
+
+    def __init__(self, message: str, job_id: str | None = None, exit_status: str = "") -> None:
+        super().__init__(message, job_id)
+        self.exit_status = exit_status
+
+
+class NodeLost(JobError):
+    """The node running the job stopped heartbeating."""
+
+
+class JobAbandoned(JobError):
+    """The job's attempt was lost and it may not be re-run (reentrant=False or retries used up)."""
+
+
+class NoNodesError(RdispyError):
+    """No node is registered that could run the job; start `rdispy worker`."""
+
+
+class ExecutorBroken(RdispyError, BrokenExecutor):
+    """The executor cannot go on (its embedded server or workers died)."""

@@ -1,0 +1,80 @@
+"""The only place Redis key names exist.
+
+Every key of one cluster is ``<prefix>:{<cluster>}:...``; the ``{cluster}`` hash tag puts all of a
+cluster's keys in one Redis Cluster slot, so Lua scripts may touch any of them.
+
+=============================  =======  ==========================================  ==============
+key                            type     holds                                       bound
+=============================  =======  ==========================================  ==============
+``jobs``                       stream   job envelopes, read by group ``consumers``  entry deleted
+                                                                                    when acked
+``results:<client>``           stream   results/events for one client               read entries
+                                                                                    deleted; TTL
+``job:<job id>``               hash     state (st), attempt token (a), count (n)    JOB_TTL
+``blob:<sha256>``              string   pickled function or file                    BLOB_TTL
+``node:<name>``                hash     node record, refreshed by heartbeat         3 heartbeats
+``nodes``                      zset     node name -> last heartbeat time            pruned
+``deadletters``                stream   refused entries and the reason              MAXLEN ~1000
+=============================  =======  ==========================================  ==============
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rdispy import defaults
+
+#: Consumer group on the shared job stream.
+CONSUMER_GROUP = "consumers"
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names of one cluster."""
+
+    cluster: str = defaults.CLUSTER
+    prefix: str = defaults.KEY_PREFIX
+
+    def __post_init__(self) -> None:
+        for part in (self.cluster, self.prefix):
+            if not part or any(c in part for c in "{}: \n"):
+                raise ValueError(f"invalid cluster or prefix name {part!r}: no braces, colons or spaces")
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}:{{{self.cluster}}}"
+
+    @property
+    def jobs(self) -> str:
+        """Shared job stream, read by all consumers through CONSUMER_GROUP."""
+        return f"{self.base}:jobs"
+
+    def results(self, client_id: str) -> str:
+        """Result and event stream of one client."""
+        return f"{self.base}:results:{client_id}"
+
+    def job(self, job_id: str) -> str:
+        """State of one job: st (queued/running/done/cancelled), a (attempt token), n (attempts)."""
+        return f"{self.base}:job:{job_id}"
+
+    def blob(self, digest: str) -> str:
+        """Content-addressed blob (sha256 hex digest of its bytes)."""
+        return f"{self.base}:blob:{digest}"
+
+    def node(self, name: str) -> str:
+        """Node record; expires when heartbeats stop."""
+        return f"{self.base}:node:{name}"
+
+    @property
+    def dead_letters(self) -> str:
+        """Capped stream of refused entries (bad signature, unknown version) with the reason."""
+        return f"{self.base}:deadletters"
+
+    @property
+    def nodes(self) -> str:
+        """Sorted set of node names scored by last heartbeat."""
+        return f"{self.base}:nodes"
+
+    def all_patterns(self) -> list[str]:
+        """Glob patterns covering every key of this cluster (for ACLs and cleanup)."""
+        return [f"{self.base}:*"]

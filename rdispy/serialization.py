@@ -1,0 +1,77 @@
+"""Pickling of functions, arguments, results and remote exceptions (cloudpickle).
+
+Nothing outside this module calls pickle.  Exceptions travel as ``(exception, traceback text)``
+and are rebuilt the way CPython's process pool does: the original type, with the remote
+traceback attached as ``__cause__``; an exception that cannot be rebuilt becomes RemoteError.
+"""
+
+from __future__ import annotations
+
+import pickle
+import traceback
+from typing import Any
+
+import cloudpickle
+
+from rdispy.errors import DeserializationError, RemoteError, SerializationError
+
+PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+
+def dumps(obj: Any, what: str = "object", job_id: str | None = None) -> bytes:
+    """Pickle with cloudpickle; SerializationError names what could not be pickled and why."""
+    try:
+        return cloudpickle.dumps(obj, protocol=PROTOCOL)
+    except Exception as exc:
+        raise SerializationError(
+            f"cannot pickle the {what} ({type(exc).__name__}: {exc}); "
+            "pass only picklable values, or build the object inside the job",
+            job_id,
+        ) from exc
+
+
+def loads(data: bytes, what: str = "payload", job_id: str | None = None) -> Any:
+    """Unpickle; DeserializationError says what failed (often a module missing on this side)."""
+    try:
+        return pickle.loads(data)
+    except Exception as exc:
+        raise DeserializationError(
+            f"cannot unpickle the {what} ({type(exc).__name__}: {exc}); "
+            "is every module it needs importable here?",
+            job_id,
+        ) from exc
+
+
+class RemoteTraceback(Exception):
+    """Carries a remote traceback's text; set as ``__cause__`` of a re-raised job exception."""
+
+    def __init__(self, tb: str) -> None:
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return self.tb
+
+
+def dump_exception(exc: BaseException, job_id: str | None = None) -> bytes:
+    """Pickle a job's exception with its traceback text, falling back to RemoteError."""
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        return cloudpickle.dumps((exc, tb), protocol=PROTOCOL)
+    except Exception:
+        fallback = RemoteError(type(exc).__qualname__, str(exc), tb, job_id)
+        return cloudpickle.dumps((fallback, tb), protocol=PROTOCOL)
+
+
+def load_exception(data: bytes, job_id: str | None = None) -> BaseException:
+    """Rebuild a job's exception with the remote traceback as its cause."""
+    try:
+        exc, tb = pickle.loads(data)
+    except Exception as err:
+        return RemoteError(
+            "UnknownError", f"the job's exception could not be unpickled here ({err})", "", job_id
+        )
+    if not isinstance(exc, BaseException):
+        return RemoteError(type(exc).__name__, repr(exc), tb, job_id)
+    exc.__cause__ = RemoteTraceback(f'\n"""\n{tb}"""')
+    return exc

@@ -1,0 +1,106 @@
+"""The wire format: what goes into a stream entry, signed and size-checked.
+
+A job entry and a result entry are flat Redis stream fields (bytes -> bytes).  Small readable
+header fields sit beside one opaque pickled payload field, so that nodes and tools can route and
+inspect entries without unpickling anything.
+
+Job entry fields::
+
+    v    protocol version            id   job id            c   client id (result stream)
+    fn   function blob digest        p    pickled payload   k   kind: "call" | "chunk"
+    r    max retries                 t    submit time       x   expiry (signed entries)
+    sig  HMAC-SHA256 over all other fields (only with a secret)
+
+Result entry fields::
+
+    v, id, k ("ok" | "exc" | "lost" | "cancelled"), p (pickled value or exception), node, pid,
+    t0/t1 (start/end time), out/err (captured output), why (text reason for "lost"), sig
+
+With a secret every entry is signed over its fields and the stream it is written to, and
+``verify`` runs before anything is unpickled.  Entries without a valid signature are refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Mapping
+
+from rdispy.errors import PayloadTooLarge, SignatureError
+
+VERSION = b"1"
+
+Fields = dict[bytes, bytes]
+
+
+def _b(value: object) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode()
+
+
+def encode(fields: Mapping[str, object]) -> Fields:
+    """Turn a mapping of header values into stream fields (None values are left out)."""
+    out: Fields = {b"v": VERSION}
+    for key, value in fields.items():
+        if value is not None:
+            out[key.encode()] = _b(value)
+    return out
+
+
+def check_size(payload: bytes, limit: int, job_id: str | None = None) -> None:
+    """Refuse a payload over the limit before anything is written."""
+    if len(payload) > limit:
+        raise PayloadTooLarge(
+            f"payload of {len(payload):,} bytes is over the limit of {limit:,} bytes; "
+            "pass large data as a file (depends) or raise max_payload",
+            job_id,
+        )
+
+
+class Signer:
+    """Signs and verifies entries with HMAC-SHA256 over a shared secret."""
+
+    def __init__(self, secret: str | bytes | None, ttl: float = 7 * 24 * 3600) -> None:
+        self._key = _b(secret) if secret else None
+        self._ttl = ttl
+
+    @property
+    def enabled(self) -> bool:
+        return self._key is not None
+
+    def _digest(self, stream: str, fields: Mapping[bytes, bytes]) -> bytes:
+        assert self._key is not None
+        mac = hmac.new(self._key, stream.encode(), hashlib.sha256)
+        for key in sorted(fields):
+            if key != b"sig":
+                value = fields[key]
+                mac.update(b"\x00%d:%s=%d:" % (len(key), key, len(value)))
+                mac.update(value)
+        return mac.hexdigest().encode()
+
+    def sign(self, stream: str, fields: Fields) -> Fields:
+        """Add expiry and signature fields (no-op without a secret)."""
+        if self._key is not None:
+            fields[b"x"] = b"%d" % int(time.time() + self._ttl)
+            fields[b"sig"] = self._digest(stream, fields)
+        return fields
+
+    def verify(self, stream: str, fields: Mapping[bytes, bytes]) -> None:
+        """Raise SignatureError unless the entry is validly signed and unexpired."""
+        if self._key is None:
+            return
+        job_id = fields.get(b"id", b"?").decode(errors="replace")
+        sig = fields.get(b"sig")
+        if not sig:
+            raise SignatureError("entry is not signed but a secret is configured", job_id)
+        if not hmac.compare_digest(sig, self._digest(stream, fields)):
+            raise SignatureError("signature does not match (wrong secret or altered entry)", job_id)
+        if float(fields.get(b"x", b"0")) < time.time():
+            raise SignatureError("signed entry has expired", job_id)
+
+
+def blob_digest(data: bytes) -> str:
+    """Content address of a blob."""
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,274 @@
+"""One consumer process per core: read the shared job stream through the consumer group, run each
+job, publish its result to the client's stream and acknowledge it in one atomic step.
+
+Prefetch is adaptive: a consumer takes one entry at a time while jobs are long, and up to
+MAX_PREFETCH while they are short, so no-op jobs cost few round trips and long jobs are never
+hoarded.  Entries taken but not started when the batch turns out slow, or when the consumer
+drains, are put back at the end of the queue, uncharged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from rdispy import defaults, processes, serialization, wire
+from rdispy.errors import JobError, ProtocolError
+from rdispy.keys import CONSUMER_GROUP, Keys
+from rdispy.scripts import Scripts
+from rdispy.worker import runner
+from rdispy.worker.slots import Slots
+
+log = logging.getLogger(__name__)
+
+#: A batch of prefetched entries whose jobs have taken this long gives the rest back.
+HOARD_LIMIT = 0.02
+
+
+class _Interrupted(Exception):
+    """Raised by the stop signal to break out of a blocking read (never during a job)."""
+
+
+@dataclass(frozen=True)
+class ConsumerConfig:
+    """What a consumer needs to know; shared by all consumers of a node."""
+
+    url: str
+    keys: Keys
+    node: str
+    secret: str | None = None
+    max_result: int = defaults.MAX_RESULT
+    owner_pid: int | None = None
+
+
+def ensure_group(client: redis.Redis, keys: Keys) -> None:
+    """Create the job stream and its consumer group if they do not exist (idempotent)."""
+    try:
+        client.xgroup_create(keys.jobs, CONSUMER_GROUP, id="0", mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+class FunctionCache:
+    """Unpickled functions by blob digest, least recently used dropped first."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, size: int = 256) -> None:
+        self._client, self._keys, self._size = client, keys, size
+        self._fns: OrderedDict[bytes, Callable[..., Any]] = OrderedDict()
+
+    def get(self, digest: bytes, job_id: str) -> Callable[..., Any]:
+        fn = self._fns.get(digest)
+        if fn is not None:
+            self._fns.move_to_end(digest)
+            return fn
+        blob = self._client.get(self._keys.blob(digest.decode()))
+        if blob is None:
+            raise JobError(
+                f"function blob {digest.decode()[:12]} is missing (expired?); submit the job again",
+                job_id,
+            )
+        fn = serialization.loads(blob, "function", job_id)
+        self._fns[digest] = fn
+        if len(self._fns) > self._size:
+            self._fns.popitem(last=False)
+        return fn
+
+
+class Consumer:
+    """The per-core loop.  ``run()`` returns when told to stop (SIGTERM) or when its owner dies."""
+
+    def __init__(self, config: ConsumerConfig, index: int, name: str, slots: Slots) -> None:
+        self.config = config
+        self.index = index
+        self.name = name
+        self.slots = slots
+        self.keys = config.keys
+        self.signer = wire.Signer(config.secret)
+        self.stopping = False
+        self._reading = False
+        self.parent = os.getppid()
+        self.client = redis.Redis.from_url(config.url)
+        self.scripts = Scripts(self.client)
+        self.functions = FunctionCache(self.client, self.keys)
+        self.prefetch = 1
+        self._publishes: list[tuple[bytes, str, wire.Fields]] = []
+
+    def stop(self, *_: object) -> None:
+        self.stopping = True
+        if self._reading:
+            # an entry delivered in this instant stays pending under our name; the supervisor
+            # requeues it, uncharged, when we exit
+            raise _Interrupted
+
+    def _orphaned(self) -> bool:
+        return os.getppid() != self.parent
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        backoff = 0.05
+        while not self.stopping and not self._orphaned():
+            try:
+                self._serve_once()
+                backoff = 0.05
+            except redis.ResponseError as exc:
+                if "NOGROUP" in str(exc):
+                    log.warning("consumer %s: group missing (server restarted?); recreating", self.name)
+                    ensure_group(self.client, self.keys)
+                else:
+                    raise
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                log.warning("consumer %s: Redis unreachable (%s); retrying in %.2fs", self.name, exc, backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, defaults.MAX_BACKOFF)
+
+    def _serve_once(self) -> None:
+        if self.stopping:
+            return
+        self._reading = True
+        try:
+            reply = self.client.xreadgroup(
+                CONSUMER_GROUP, self.name, {self.keys.jobs: ">"}, count=self.prefetch,
+                block=int(defaults.READ_BLOCK * 1000),
+            )
+        except _Interrupted:
+            return
+        finally:
+            self._reading = False
+        if not reply:
+            return
+        entries: list[tuple[bytes, dict[bytes, bytes]]] = reply[0][1]
+        entries = self._take(entries)
+        if entries:
+            self._run_batch(entries)
+
+    def _take(
+        self, entries: list[tuple[bytes, dict[bytes, bytes]]]
+    ) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        valid = []
+        for eid, fields in entries:
+            try:
+                self.signer.verify(self.keys.jobs, fields)
+                if fields.get(b"v") != wire.VERSION or b"id" not in fields:
+                    raise ProtocolError(f"unknown entry version {fields.get(b'v')!r}")
+                valid.append((eid, fields))
+            except ProtocolError as exc:
+                self._dead_letter(eid, fields, str(exc))
+        if not valid:
+            return []
+        job_keys = [self.keys.job(f[b"id"].decode()) for _, f in valid]
+        verdicts = self.scripts.take(
+            keys=[self.keys.jobs, *job_keys],
+            args=[CONSUMER_GROUP, self.name, defaults.JOB_TTL, *(eid for eid, _ in valid)],
+        )
+        return [entry for entry, run in zip(valid, verdicts) if run]
+
+    def _dead_letter(self, eid: bytes, fields: dict[bytes, bytes], reason: str) -> None:
+        log.error("consumer %s: refusing entry %s: %s", self.name, eid.decode(), reason)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.xadd(
+            self.keys.dead_letters,
+            {b"entry": eid, b"reason": reason.encode(), b"node": self.config.node.encode(),
+             b"id": fields.get(b"id", b"")[:200]},
+            maxlen=1000, approximate=True,
+        )
+        pipe.xack(self.keys.jobs, CONSUMER_GROUP, eid)
+        pipe.xdel(self.keys.jobs, eid)
+        pipe.execute()
+
+    def _run_batch(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+        started = time.monotonic()
+        last_flush = started
+        for i, (eid, fields) in enumerate(entries):
+            if i and (self.stopping or time.monotonic() - started > HOARD_LIMIT):
+                self._flush()
+                self._release(entries[i:])
+                self.prefetch = 1
+                return
+            self._publishes.append(self._execute(eid, fields))
+            now = time.monotonic()
+            if now - last_flush > 0.001:
+                self._flush()
+                last_flush = now
+        self._flush()
+        per_job = (time.monotonic() - started) / len(entries)
+        if per_job < defaults.SHORT_JOB:
+            self.prefetch = min(self.prefetch * 2, defaults.MAX_PREFETCH)
+        else:
+            self.prefetch = 1
+
+    def _execute(self, eid: bytes, fields: dict[bytes, bytes]) -> tuple[bytes, str, wire.Fields]:
+        job_id = fields[b"id"].decode()
+        self.slots.start(self.index, eid, time.time())
+        try:
+            fn = self.functions.get(fields[b"fn"], job_id)
+            payload = serialization.loads(fields[b"p"], "arguments", job_id)
+            if fields.get(b"k") == b"chunk":
+                outcome = runner.run(runner.call_chunk, (fn, payload), {}, job_id, self.config.max_result)
+            else:
+                args, kwargs = payload
+                outcome = runner.run(fn, args, kwargs, job_id, self.config.max_result)
+        except Exception as exc:  # the job could not even be set up: its own error result
+            now = time.time()
+            outcome = runner.Outcome("exc", serialization.dump_exception(exc, job_id), "", "", now, now)
+        self.slots.finish(self.index)
+        client = fields[b"c"].decode()
+        result = wire.encode({
+            "id": job_id, "k": outcome.kind, "p": outcome.payload, "node": self.config.node,
+            "pid": os.getpid(), "t0": repr(outcome.started), "t1": repr(outcome.ended),
+            "out": outcome.stdout or None, "err": outcome.stderr or None,
+        })
+        return eid, client, self.signer.sign(self.keys.results(client), result)
+
+    def _flush(self) -> None:
+        if not self._publishes:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for eid, client, result in self._publishes:
+            job_id = result[b"id"].decode()
+            flat = [x for pair in result.items() for x in pair]
+            self.scripts.publish(
+                keys=[self.keys.jobs, self.keys.job(job_id), self.keys.results(client)],
+                args=[CONSUMER_GROUP, eid, self.name, defaults.RESULT_TTL, *flat],
+                client=pipe,
+            )
+        published = pipe.execute()
+        for (eid, _, result), ok in zip(self._publishes, published):
+            if not ok:
+                log.warning("consumer %s: result of job %s dropped (attempt superseded)",
+                            self.name, result[b"id"].decode())
+        self._publishes.clear()
+
+    def _release(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for eid, fields in entries:
+            self.scripts.release(
+                keys=[self.keys.jobs, self.keys.job(fields[b"id"].decode())],
+                args=[CONSUMER_GROUP, eid, self.name],
+                client=pipe,
+            )
+        pipe.execute()
+
+
+def consumer_main(config: ConsumerConfig, index: int, name: str, slots: Slots) -> None:
+    """Entry point of a forked consumer process; never returns."""
+    code = 0
+    try:
+        processes.reset_child_signals()
+        os.setpgid(0, 0)
+        processes.set_parent_death_signal(signal.SIGKILL)
+        Consumer(config, index, name, slots).run()
+    except BaseException:
+        log.exception("consumer %s failed", name)
+        code = 1
+    finally:
+        os._exit(code)

@@ -1,0 +1,83 @@
+"""The node record a supervisor registers and refreshes with each heartbeat."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import cloudpickle
+import redis
+
+from rdispy import __version__
+from rdispy.keys import Keys
+
+
+def address_seen_by(client: redis.Redis) -> str:
+    """This host's IP address as the Redis server sees it (127.0.0.1 over a unix socket)."""
+    try:
+        addr = str(client.client_info().get("addr", ""))
+    except redis.RedisError:
+        return "127.0.0.1"
+    host = addr.rsplit(":", 1)[0].strip("[]")
+    return host if host and "/" not in host else "127.0.0.1"
+
+
+@dataclass
+class NodeRecord:
+    """Identity of one running `rdispy worker`; a restart is a new incarnation."""
+
+    name: str
+    cpus: int
+    ip: str = "127.0.0.1"
+    host: str = field(default_factory=socket.gethostname)
+    pid: int = field(default_factory=os.getpid)
+    incarnation: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    started: float = field(default_factory=time.time)
+
+    def static_fields(self) -> dict[str, str]:
+        return {
+            "name": self.name, "host": self.host, "ip": self.ip, "cpus": str(self.cpus),
+            "pid": str(self.pid), "incarnation": self.incarnation, "started": repr(self.started),
+            "python": platform.python_version(), "cloudpickle": cloudpickle.__version__,
+            "rdispy": __version__, "platform": sys.platform,
+        }
+
+
+def heartbeat(
+    client: redis.Redis, keys: Keys, record: NodeRecord, busy: int, done: int, ttl: float
+) -> None:
+    """Write the whole node record and its expiry in one round trip (it may have expired, or
+    the server may have restarted empty, so every beat is a full registration)."""
+    now = time.time()
+    fields = {**record.static_fields(), "hb": repr(now), "busy": str(busy), "done": str(done)}
+    pipe = client.pipeline(transaction=True)
+    pipe.hset(keys.node(record.name), mapping=fields)
+    pipe.pexpire(keys.node(record.name), int(ttl * 1000))
+    pipe.zadd(keys.nodes, {record.name: now})
+    pipe.zremrangebyscore(keys.nodes, 0, now - 10 * ttl)
+    pipe.execute()
+
+
+def deregister(client: redis.Redis, keys: Keys, record: NodeRecord) -> None:
+    pipe = client.pipeline(transaction=True)
+    pipe.delete(keys.node(record.name))
+    pipe.zrem(keys.nodes, record.name)
+    pipe.execute()
+
+
+def live_nodes(client: redis.Redis, keys: Keys) -> list[dict[str, str]]:
+    """Records of nodes whose heartbeat has not expired."""
+    names = client.zrange(keys.nodes, 0, -1)
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        pipe.hgetall(keys.node(name.decode()))
+    records = []
+    for raw in pipe.execute():
+        if raw:
+            records.append({k.decode(): v.decode() for k, v in raw.items()})
+    return records

@@ -1,0 +1,91 @@
+"""Running one job inside a consumer: call the function, capture stdout/stderr, time it, and turn
+the outcome into a result payload."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rdispy import defaults, serialization
+from rdispy.errors import ResultTooLarge
+
+
+class BoundedOutput(io.StringIO):
+    """A text sink that keeps the first ``limit`` characters and counts the rest."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self.dropped = 0
+
+    def write(self, s: str) -> int:
+        room = self.limit - self.tell()
+        if room < len(s):
+            self.dropped += len(s) - max(room, 0)
+            s = s[: max(room, 0)]
+        super().write(s)
+        return len(s)
+
+    def text(self) -> str:
+        value = self.getvalue()
+        if self.dropped:
+            value += f"\n[rdispy: {self.dropped} more characters of output were cut]\n"
+        return value
+
+
+@dataclass
+class Outcome:
+    """What one job produced: ``kind`` is "ok" (payload is the value) or "exc"."""
+
+    kind: str
+    payload: bytes
+    stdout: str
+    stderr: str
+    started: float
+    ended: float
+
+
+def call_chunk(fn: Callable[..., Any], calls: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> Any:
+    """Run a map chunk: returns ``(values, exception payload or None)``; stops at the first error.
+
+    The values before a failing item still reach the client, which yields them before raising.
+    """
+    values = []
+    for args, kwargs in calls:
+        try:
+            values.append(fn(*args, **kwargs))
+        except Exception as exc:
+            return values, serialization.dump_exception(exc)
+    return values, None
+
+
+def run(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    job_id: str,
+    max_result: int = defaults.MAX_RESULT,
+    max_output: int = defaults.MAX_OUTPUT,
+) -> Outcome:
+    """Call ``fn(*args, **kwargs)`` with its output captured; never raises for the job's errors."""
+    out, err = BoundedOutput(max_output), BoundedOutput(max_output)
+    started = time.time()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            value = fn(*args, **kwargs)
+        kind, payload = "ok", serialization.dumps(value, "result", job_id)
+        if len(payload) > max_result:
+            raise ResultTooLarge(
+                f"result of {len(payload):,} bytes is over the limit of {max_result:,} bytes; "
+                "return less, or write it to a file",
+                job_id,
+            )
+    except BaseException as exc:  # noqa: B036 - a job's SystemExit/KeyboardInterrupt is its result
+        if isinstance(exc, KeyboardInterrupt | GeneratorExit):
+            raise
+        kind, payload = "exc", serialization.dump_exception(exc, job_id)
+    return Outcome(kind, payload, out.text(), err.text(), started, time.time())
