@@ -79,7 +79,10 @@ def wait_for(
                 ) from exc
             log.warning(
                 "waiting for Redis at %s (attempt %d failed: %s); retrying in %.2fs",
-                redact(url), attempt, exc, delay,
+                redact(url),
+                attempt,
+                exc,
+                delay,
             )
             time.sleep(delay)
             delay = min(delay * 2, max_backoff)

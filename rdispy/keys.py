@@ -38,7 +38,9 @@ class Keys:
     def __post_init__(self) -> None:
         for part in (self.cluster, self.prefix):
             if not part or any(c in part for c in "{}: \n"):
-                raise ValueError(f"invalid cluster or prefix name {part!r}: no braces, colons or spaces")
+                raise ValueError(
+                    f"invalid cluster or prefix name {part!r}: no braces, colons or spaces"
+                )
 
     @property
     def base(self) -> str:

@@ -41,9 +41,8 @@ return out
 # Publishes only if this attempt is still the job's current one: a late duplicate is dropped.
 # Returns 1 published, 0 fenced off.
 PUBLISH = """
-if redis.call('HGET', KEYS[2], 'a') ~= ARGV[3] or redis.call('HGET', KEYS[2], 'st') ~= 'running' then
-  return 0
-end
+local job = redis.call('HMGET', KEYS[2], 'a', 'st')
+if job[1] ~= ARGV[3] or job[2] ~= 'running' then return 0 end
 redis.call('XADD', KEYS[3], '*', unpack(ARGV, 5))
 redis.call('EXPIRE', KEYS[3], ARGV[4])
 redis.call('HSET', KEYS[2], 'st', 'done')

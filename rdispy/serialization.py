@@ -21,13 +21,14 @@ PROTOCOL = pickle.HIGHEST_PROTOCOL
 def dumps(obj: Any, what: str = "object", job_id: str | None = None) -> bytes:
     """Pickle with cloudpickle; SerializationError names what could not be pickled and why."""
     try:
-        return cloudpickle.dumps(obj, protocol=PROTOCOL)
+        data: bytes = cloudpickle.dumps(obj, protocol=PROTOCOL)
     except Exception as exc:
         raise SerializationError(
             f"cannot pickle the {what} ({type(exc).__name__}: {exc}); "
             "pass only picklable values, or build the object inside the job",
             job_id,
         ) from exc
+    return data
 
 
 def loads(data: bytes, what: str = "payload", job_id: str | None = None) -> Any:
@@ -57,10 +58,11 @@ def dump_exception(exc: BaseException, job_id: str | None = None) -> bytes:
     """Pickle a job's exception with its traceback text, falling back to RemoteError."""
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     try:
-        return cloudpickle.dumps((exc, tb), protocol=PROTOCOL)
+        data: bytes = cloudpickle.dumps((exc, tb), protocol=PROTOCOL)
     except Exception:
         fallback = RemoteError(type(exc).__qualname__, str(exc), tb, job_id)
-        return cloudpickle.dumps((fallback, tb), protocol=PROTOCOL)
+        data = cloudpickle.dumps((fallback, tb), protocol=PROTOCOL)
+    return data
 
 
 def load_exception(data: bytes, job_id: str | None = None) -> BaseException:

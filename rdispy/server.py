@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
-import os
 import platform
 import shutil
 import socket
@@ -101,16 +100,30 @@ class EmbeddedServer:
     def command(self) -> list[str]:
         args = [
             str(find_binary()),
-            "--dir", str(self.directory),
-            "--save", "",
-            "--appendonly", "yes" if self.appendonly else "no",
-            "--maxmemory-policy", "noeviction",
-            "--loglevel", "warning",
-            "--logfile", str(self.directory / "server.log"),
-            "--daemonize", "no",
+            "--dir",
+            str(self.directory),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--maxmemory-policy",
+            "noeviction",
+            "--loglevel",
+            "warning",
+            "--logfile",
+            str(self.directory / "server.log"),
+            "--daemonize",
+            "no",
         ]
         if self.port is None:
-            args += ["--port", "0", "--unixsocket", str(self.socket_path), "--unixsocketperm", "700"]
+            args += [
+                "--port",
+                "0",
+                "--unixsocket",
+                str(self.socket_path),
+                "--unixsocketperm",
+                "700",
+            ]
         else:
             args += ["--port", str(self.port), "--bind", self.bind]
             if self.bind not in ("127.0.0.1", "::1", "localhost"):
@@ -137,10 +150,11 @@ class EmbeddedServer:
                 try:
                     client.ping()
                     break
-                except (redis.ConnectionError, FileNotFoundError, OSError):
+                except (redis.ConnectionError, OSError) as exc:
                     if time.monotonic() > deadline:
+                        tail = self.log_tail()
                         self.stop()
-                        raise ConfigError(f"server did not start in {timeout}s: {self.log_tail()}")
+                        raise ConfigError(f"server did not start in {timeout}s: {tail}") from exc
                     time.sleep(0.005)
         finally:
             client.close()

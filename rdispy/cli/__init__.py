@@ -25,18 +25,25 @@ def configure_logging(verbose: int, quiet: bool) -> None:
 
 
 redis_option = click.option(
-    "--redis", "redis_url", envvar=defaults.ENV_REDIS_URL, metavar="URL",
+    "--redis",
+    "redis_url",
+    envvar=defaults.ENV_REDIS_URL,
+    metavar="URL",
     help=f"Redis URL (redis://, rediss://, unix://); also read from ${defaults.ENV_REDIS_URL}.",
 )
 cluster_option = click.option(
-    "--cluster", default=defaults.CLUSTER, show_default=True,
+    "--cluster",
+    default=defaults.CLUSTER,
+    show_default=True,
     help="Cluster name; clients and nodes of one cluster share its queue.",
 )
 prefix_option = click.option(
     "--prefix", default=defaults.KEY_PREFIX, show_default=True, help="Prefix of every key."
 )
 secret_option = click.option(
-    "--secret", envvar=defaults.ENV_SECRET, metavar="SECRET",
+    "--secret",
+    envvar=defaults.ENV_SECRET,
+    metavar="SECRET",
     help=f"Shared secret for signing envelopes; also read from ${defaults.ENV_SECRET}.",
 )
 

@@ -13,17 +13,38 @@ from rdispy.server import EmbeddedServer
 
 @click.command()
 @click.option("--port", type=click.IntRange(1, 65535), default=6379, show_default=True)
-@click.option("--bind", default="127.0.0.1", show_default=True,
-              help="Address to listen on (0.0.0.0 for every interface).")
-@click.option("--password", default=None, envvar="RDISPY_SERVER_PASSWORD",
-              help="Require this password (strongly advised off loopback).")
-@click.option("--dir", "directory", type=click.Path(file_okay=False), default=None,
-              help="Data folder (default: a temporary one, removed at exit).")
+@click.option(
+    "--bind",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (0.0.0.0 for every interface).",
+)
+@click.option(
+    "--password",
+    default=None,
+    envvar="RDISPY_SERVER_PASSWORD",
+    help="Require this password (strongly advised off loopback).",
+)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Data folder (default: a temporary one, removed at exit).",
+)
 @click.option("--appendonly", is_flag=True, help="Persist with an append-only file in --dir.")
-def server(port: int, bind: str, password: str | None, directory: str | None, appendonly: bool) -> None:
+def server(
+    port: int, bind: str, password: str | None, directory: str | None, appendonly: bool
+) -> None:
     """Run the bundled server and print the URL for workers and clients."""
-    srv = EmbeddedServer(port=port, bind=bind, password=password, appendonly=appendonly,
-                         directory=directory, own_group=False)
+    srv = EmbeddedServer(
+        port=port,
+        bind=bind,
+        password=password,
+        appendonly=appendonly,
+        directory=directory,
+        own_group=False,
+    )
     srv.start()
     shown_host = bind if bind not in ("0.0.0.0", "::") else "<this-host>"
     auth = ":<password>@" if password else ""

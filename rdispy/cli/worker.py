@@ -15,22 +15,38 @@ from rdispy.keys import Keys
 
 @click.command()
 @redis_option
-@click.option("--cpus", type=click.IntRange(min=1), default=None,
-              help="Consumer processes (default: the number of cores).")
+@click.option(
+    "--cpus",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Consumer processes (default: the number of cores).",
+)
 @click.option("--name", default=None, help="Node name (default: host name and pid).")
 @cluster_option
 @prefix_option
 @secret_option
-@click.option("--heartbeat", type=click.FloatRange(min=0.05), default=None,
-              help="Seconds between heartbeats.")
-@click.option("--connect-timeout", type=float, default=None,
-              help="Give up after this many seconds without Redis (default: wait forever).")
+@click.option(
+    "--heartbeat", type=click.FloatRange(min=0.05), default=None, help="Seconds between heartbeats."
+)
+@click.option(
+    "--connect-timeout",
+    type=float,
+    default=None,
+    help="Give up after this many seconds without Redis (default: wait forever).",
+)
 @click.option("--owner-pid", type=int, default=None, hidden=True)
 @click.option("--stop-server-with-owner", is_flag=True, hidden=True)
 def worker(
-    redis_url: str | None, cpus: int | None, name: str | None, cluster: str, prefix: str,
-    secret: str | None, heartbeat: float | None, connect_timeout: float | None,
-    owner_pid: int | None, stop_server_with_owner: bool,
+    redis_url: str | None,
+    cpus: int | None,
+    name: str | None,
+    cluster: str,
+    prefix: str,
+    secret: str | None,
+    heartbeat: float | None,
+    connect_timeout: float | None,
+    owner_pid: int | None,
+    stop_server_with_owner: bool,
 ) -> None:
     """Run a node: one consumer process per core, serving the cluster's jobs."""
     from rdispy import defaults

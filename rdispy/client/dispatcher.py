@@ -63,7 +63,7 @@ class Dispatcher:
         self._functions: dict[int, tuple[Callable[..., Any], str]] = {}
         self._blobs_touched = time.monotonic()
         self._futures: dict[str, RemoteFuture] = {}
-        self._outbox: deque[wire.Fields] = deque()
+        self._outbox: deque[tuple[str, wire.Fields | bytes]] = deque()
         self._wakeup = threading.Condition()
         self._sender_idle = False
         self._closed = threading.Event()
@@ -78,37 +78,51 @@ class Dispatcher:
 
     # -- sending -------------------------------------------------------------------------------
 
-    def function_digest(self, fn: Callable[..., Any]) -> str:
-        """Digest of ``fn``'s blob; pickles and uploads it the first time only."""
+    def _function_blob(self, fn: Callable[..., Any]) -> tuple[str, bytes | None]:
+        """Digest of ``fn``'s blob, and its bytes when they still have to be uploaded."""
         known = self._functions.get(id(fn))
         if known is not None and known[0] is fn:
-            return known[1]
+            return known[1], None
         data = serialization.dumps(fn, "function")
         wire.check_size(data, self.max_payload)
-        digest = wire.blob_digest(data)
-        self.client.set(self.keys.blob(digest), data, nx=True, ex=defaults.BLOB_TTL)
-        self._functions[id(fn)] = (fn, digest)
-        return digest
+        return wire.blob_digest(data), data
 
-    def submit(self, fn: Callable[..., Any], calls: Iterable[Any], kind: str = "call") -> list[RemoteFuture]:
+    def submit(
+        self, fn: Callable[..., Any], calls: Iterable[Any], kind: str = "call"
+    ) -> list[RemoteFuture]:
         """Queue one job per element of ``calls`` (an ``(args, kwargs)`` pair, or a list of them
-        for a map chunk); everything is pickled and checked before anything is sent."""
+        for a map chunk).  Everything is pickled and checked before anything is queued, so a
+        bad argument leaves Redis untouched; the function blob goes out just before its first job.
+        """
         if self._closed.is_set():
             raise RuntimeError("cannot submit after the executor was shut down")
-        digest = self.function_digest(fn)
+        digest, blob = self._function_blob(fn)
         batch: list[tuple[RemoteFuture, wire.Fields]] = []
         for call in calls:
             job_id = f"{self.client_id}-{next(self._seq)}"
             payload = serialization.dumps(call, "arguments", job_id)
             wire.check_size(payload, self.max_payload, job_id)
-            fields = self.signer.sign(self.keys.jobs, wire.encode({
-                "id": job_id, "c": self.client_id, "fn": digest, "k": kind, "p": payload,
-                "r": self.max_retries, "t": repr(time.time()),
-            }))
+            fields = self.signer.sign(
+                self.keys.jobs,
+                wire.encode(
+                    {
+                        "id": job_id,
+                        "c": self.client_id,
+                        "fn": digest,
+                        "k": kind,
+                        "p": payload,
+                        "r": self.max_retries,
+                        "t": repr(time.time()),
+                    }
+                ),
+            )
             batch.append((RemoteFuture(job_id, self), fields))
+        if blob is not None:
+            self._functions[id(fn)] = (fn, digest)
+            self._outbox.append((self.keys.blob(digest), blob))
         for future, fields in batch:
             self._futures[future.job_id] = future
-            self._outbox.append(fields)
+            self._outbox.append((self.keys.jobs, fields))
         self.flush()
         return [future for future, _ in batch]
 
@@ -137,12 +151,15 @@ class Dispatcher:
                 backoff = min(backoff * 2, defaults.MAX_BACKOFF)
 
     def _send_outbox(self) -> None:
-        batch: list[wire.Fields] = []
+        batch: list[tuple[str, wire.Fields | bytes]] = []
         while self._outbox and len(batch) < 1000:
             batch.append(self._outbox.popleft())
         pipe = self.client.pipeline(transaction=False)
-        for fields in batch:
-            pipe.xadd(self.keys.jobs, fields)  # type: ignore[arg-type]
+        for key, item in batch:
+            if isinstance(item, bytes):  # a function blob, sent before the jobs that name it
+                pipe.set(key, item, nx=True, ex=defaults.BLOB_TTL)
+            else:
+                pipe.xadd(key, item)  # type: ignore[arg-type]
         if time.monotonic() - self._blobs_touched > defaults.BLOB_TTL / 4:
             for _, digest in self._functions.values():
                 pipe.expire(self.keys.blob(digest), defaults.BLOB_TTL)
@@ -171,8 +188,10 @@ class Dispatcher:
             return
         pipe = self.client.pipeline(transaction=False)
         for future in pending:
-            self.scripts.cancel(keys=[self.keys.job(future.job_id)], args=[defaults.JOB_TTL], client=pipe)
-        for future, done in zip(pending, pipe.execute()):
+            self.scripts.cancel(
+                keys=[self.keys.job(future.job_id)], args=[defaults.JOB_TTL], client=pipe
+            )
+        for future, done in zip(pending, pipe.execute(), strict=True):
             if done:
                 self._futures.pop(future.job_id, None)
                 Future.cancel(future)  # the plain local cancel, no second round trip
@@ -187,6 +206,7 @@ class Dispatcher:
         backoff = 0.05
         reader = connection.connect(self.url)
         while not self._closed.is_set():
+            reply: Any
             try:
                 reply = reader.xread({self.results_key: last}, count=1000, block=200)
                 backoff = 0.05

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor as _StdExecutor
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, Literal
 
 from rdispy import defaults, serialization
 from rdispy.client.dispatcher import Dispatcher
@@ -117,7 +117,7 @@ class Executor(_StdExecutor):
         if buffersize is not None and buffersize < 1:
             raise ValueError("buffersize must be None or > 0")
         end = None if timeout is None else time.monotonic() + timeout
-        calls: Iterator[Any] = ((args, {}) for args in zip(*iterables))
+        calls: Iterator[Any] = ((args, {}) for args in zip(*iterables))  # noqa: B905 - map stops at the shortest
         if buffersize is None:
             items = list(calls)
             size = chunksize or self._auto_chunksize(len(items))
@@ -127,8 +127,11 @@ class Executor(_StdExecutor):
             futures = self._dispatcher.submit(fn, chunks, kind="chunk")
         else:
             size = chunksize or 1
-            chunks = iter(lambda it=iter(calls): list(itertools.islice(it, size)), [])
-            futures = self._dispatcher.submit(fn, itertools.islice(chunks, buffersize), kind="chunk")
+            source = iter(calls)
+            chunks = iter(lambda: list(itertools.islice(source, size)), [])
+            futures = self._dispatcher.submit(
+                fn, itertools.islice(chunks, buffersize), kind="chunk"
+            )
         return self._results(fn, futures, chunks if buffersize else None, end)
 
     def _results(
@@ -193,7 +196,7 @@ class Executor(_StdExecutor):
         if self._local is not None:
             self._local.close(drain=wait)
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
         interrupted = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
         self.shutdown(wait=not interrupted, cancel_futures=interrupted)
         return False

@@ -33,24 +33,42 @@ class LocalCluster:
         if secret:
             env[defaults.ENV_SECRET] = secret
         command = [
-            sys.executable, "-m", "rdispy", "--quiet", "worker",
-            "--redis", self.server.url, "--cpus", str(cpus),
-            "--name", f"local-{os.getpid()}", "--cluster", keys.cluster, "--prefix", keys.prefix,
-            "--owner-pid", str(os.getpid()), "--stop-server-with-owner",
+            sys.executable,
+            "-m",
+            "rdispy",
+            "--quiet",
+            "worker",
+            "--redis",
+            self.server.url,
+            "--cpus",
+            str(cpus),
+            "--name",
+            f"local-{os.getpid()}",
+            "--cluster",
+            keys.cluster,
+            "--prefix",
+            keys.prefix,
+            "--owner-pid",
+            str(os.getpid()),
+            "--stop-server-with-owner",
         ]
         self.supervisor = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, env=env, preexec_fn=processes.child_preexec(True)
         )
         # runs on close(), on garbage collection, and at interpreter exit
-        self._finalizer = weakref.finalize(self, LocalCluster._teardown, self.supervisor, self.server)
+        self._finalizer = weakref.finalize(
+            self, LocalCluster._teardown, self.supervisor, self.server
+        )
 
     @property
     def url(self) -> str:
         return self.server.url
 
     def alive(self) -> bool:
-        return self.supervisor.poll() is None and self.server.process is not None and (
-            self.server.process.poll() is None
+        return (
+            self.supervisor.poll() is None
+            and self.server.process is not None
+            and (self.server.process.poll() is None)
         )
 
     def close(self, drain: bool = True) -> None:
@@ -60,7 +78,9 @@ class LocalCluster:
             try:
                 self.supervisor.wait(defaults.SHUTDOWN_GRACE)
             except subprocess.TimeoutExpired:
-                log.warning("local node did not drain in %.0fs; killing it", defaults.SHUTDOWN_GRACE)
+                log.warning(
+                    "local node did not drain in %.0fs; killing it", defaults.SHUTDOWN_GRACE
+                )
         self._finalizer()
 
     @staticmethod

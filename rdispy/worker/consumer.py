@@ -66,17 +66,17 @@ class FunctionCache:
         self._fns: OrderedDict[bytes, Callable[..., Any]] = OrderedDict()
 
     def get(self, digest: bytes, job_id: str) -> Callable[..., Any]:
-        fn = self._fns.get(digest)
-        if fn is not None:
+        cached = self._fns.get(digest)
+        if cached is not None:
             self._fns.move_to_end(digest)
-            return fn
-        blob = self._client.get(self._keys.blob(digest.decode()))
+            return cached
+        blob: bytes | None = self._client.get(self._keys.blob(digest.decode()))  # type: ignore[assignment]
         if blob is None:
             raise JobError(
                 f"function blob {digest.decode()[:12]} is missing (expired?); submit the job again",
                 job_id,
             )
-        fn = serialization.loads(blob, "function", job_id)
+        fn: Callable[..., Any] = serialization.loads(blob, "function", job_id)
         self._fns[digest] = fn
         if len(self._fns) > self._size:
             self._fns.popitem(last=False)
@@ -122,12 +122,19 @@ class Consumer:
                 backoff = 0.05
             except redis.ResponseError as exc:
                 if "NOGROUP" in str(exc):
-                    log.warning("consumer %s: group missing (server restarted?); recreating", self.name)
+                    log.warning(
+                        "consumer %s: group missing (server restarted?); recreating", self.name
+                    )
                     ensure_group(self.client, self.keys)
                 else:
                     raise
             except (redis.ConnectionError, redis.TimeoutError) as exc:
-                log.warning("consumer %s: Redis unreachable (%s); retrying in %.2fs", self.name, exc, backoff)
+                log.warning(
+                    "consumer %s: Redis unreachable (%s); retrying in %.2fs",
+                    self.name,
+                    exc,
+                    backoff,
+                )
                 time.sleep(backoff)
                 backoff = min(backoff * 2, defaults.MAX_BACKOFF)
 
@@ -135,9 +142,13 @@ class Consumer:
         if self.stopping:
             return
         self._reading = True
+        reply: Any
         try:
             reply = self.client.xreadgroup(
-                CONSUMER_GROUP, self.name, {self.keys.jobs: ">"}, count=self.prefetch,
+                CONSUMER_GROUP,
+                self.name,
+                {self.keys.jobs: ">"},
+                count=self.prefetch,
                 block=int(defaults.READ_BLOCK * 1000),
             )
         except _Interrupted:
@@ -170,16 +181,21 @@ class Consumer:
             keys=[self.keys.jobs, *job_keys],
             args=[CONSUMER_GROUP, self.name, defaults.JOB_TTL, *(eid for eid, _ in valid)],
         )
-        return [entry for entry, run in zip(valid, verdicts) if run]
+        return [entry for entry, run in zip(valid, verdicts, strict=True) if run]
 
     def _dead_letter(self, eid: bytes, fields: dict[bytes, bytes], reason: str) -> None:
         log.error("consumer %s: refusing entry %s: %s", self.name, eid.decode(), reason)
         pipe = self.client.pipeline(transaction=True)
         pipe.xadd(
             self.keys.dead_letters,
-            {b"entry": eid, b"reason": reason.encode(), b"node": self.config.node.encode(),
-             b"id": fields.get(b"id", b"")[:200]},
-            maxlen=1000, approximate=True,
+            {
+                b"entry": eid,
+                b"reason": reason.encode(),
+                b"node": self.config.node.encode(),
+                b"id": fields.get(b"id", b"")[:200],
+            },
+            maxlen=1000,
+            approximate=True,
         )
         pipe.xack(self.keys.jobs, CONSUMER_GROUP, eid)
         pipe.xdel(self.keys.jobs, eid)
@@ -213,20 +229,32 @@ class Consumer:
             fn = self.functions.get(fields[b"fn"], job_id)
             payload = serialization.loads(fields[b"p"], "arguments", job_id)
             if fields.get(b"k") == b"chunk":
-                outcome = runner.run(runner.call_chunk, (fn, payload), {}, job_id, self.config.max_result)
+                outcome = runner.run(
+                    runner.call_chunk, (fn, payload), {}, job_id, self.config.max_result
+                )
             else:
                 args, kwargs = payload
                 outcome = runner.run(fn, args, kwargs, job_id, self.config.max_result)
         except Exception as exc:  # the job could not even be set up: its own error result
             now = time.time()
-            outcome = runner.Outcome("exc", serialization.dump_exception(exc, job_id), "", "", now, now)
+            outcome = runner.Outcome(
+                "exc", serialization.dump_exception(exc, job_id), "", "", now, now
+            )
         self.slots.finish(self.index)
         client = fields[b"c"].decode()
-        result = wire.encode({
-            "id": job_id, "k": outcome.kind, "p": outcome.payload, "node": self.config.node,
-            "pid": os.getpid(), "t0": repr(outcome.started), "t1": repr(outcome.ended),
-            "out": outcome.stdout or None, "err": outcome.stderr or None,
-        })
+        result = wire.encode(
+            {
+                "id": job_id,
+                "k": outcome.kind,
+                "p": outcome.payload,
+                "node": self.config.node,
+                "pid": os.getpid(),
+                "t0": repr(outcome.started),
+                "t1": repr(outcome.ended),
+                "out": outcome.stdout or None,
+                "err": outcome.stderr or None,
+            }
+        )
         return eid, client, self.signer.sign(self.keys.results(client), result)
 
     def _flush(self) -> None:
@@ -242,10 +270,13 @@ class Consumer:
                 client=pipe,
             )
         published = pipe.execute()
-        for (eid, _, result), ok in zip(self._publishes, published):
+        for (_, _, result), ok in zip(self._publishes, published, strict=True):
             if not ok:
-                log.warning("consumer %s: result of job %s dropped (attempt superseded)",
-                            self.name, result[b"id"].decode())
+                log.warning(
+                    "consumer %s: result of job %s dropped (attempt superseded)",
+                    self.name,
+                    result[b"id"].decode(),
+                )
         self._publishes.clear()
 
     def _release(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:

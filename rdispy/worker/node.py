@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 import cloudpickle
 import redis
@@ -41,10 +42,17 @@ class NodeRecord:
 
     def static_fields(self) -> dict[str, str]:
         return {
-            "name": self.name, "host": self.host, "ip": self.ip, "cpus": str(self.cpus),
-            "pid": str(self.pid), "incarnation": self.incarnation, "started": repr(self.started),
-            "python": platform.python_version(), "cloudpickle": cloudpickle.__version__,
-            "rdispy": __version__, "platform": sys.platform,
+            "name": self.name,
+            "host": self.host,
+            "ip": self.ip,
+            "cpus": str(self.cpus),
+            "pid": str(self.pid),
+            "incarnation": self.incarnation,
+            "started": repr(self.started),
+            "python": platform.python_version(),
+            "cloudpickle": cloudpickle.__version__,
+            "rdispy": __version__,
+            "platform": sys.platform,
         }
 
 
@@ -54,7 +62,12 @@ def heartbeat(
     """Write the whole node record and its expiry in one round trip (it may have expired, or
     the server may have restarted empty, so every beat is a full registration)."""
     now = time.time()
-    fields = {**record.static_fields(), "hb": repr(now), "busy": str(busy), "done": str(done)}
+    fields: dict[Any, Any] = {
+        **record.static_fields(),
+        "hb": repr(now),
+        "busy": str(busy),
+        "done": str(done),
+    }
     pipe = client.pipeline(transaction=True)
     pipe.hset(keys.node(record.name), mapping=fields)
     pipe.pexpire(keys.node(record.name), int(ttl * 1000))
@@ -72,7 +85,7 @@ def deregister(client: redis.Redis, keys: Keys, record: NodeRecord) -> None:
 
 def live_nodes(client: redis.Redis, keys: Keys) -> list[dict[str, str]]:
     """Records of nodes whose heartbeat has not expired."""
-    names = client.zrange(keys.nodes, 0, -1)
+    names: list[bytes] = client.zrange(keys.nodes, 0, -1)  # type: ignore[assignment]
     pipe = client.pipeline(transaction=False)
     for name in names:
         pipe.hgetall(keys.node(name.decode()))

@@ -20,6 +20,7 @@ import signal
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 
@@ -92,7 +93,10 @@ class Supervisor:
             self._spawn(index)
         log.info(
             "node %s (%s) serving with %d consumers, cluster %s at %s",
-            self.config.name, self.record.ip, self.config.cpus, self.keys.cluster,
+            self.config.name,
+            self.record.ip,
+            self.config.cpus,
+            self.keys.cluster,
             connection.redact(self.config.url),
         )
         next_beat = time.monotonic() + self.config.heartbeat
@@ -111,7 +115,9 @@ class Supervisor:
         return self.config.owner_pid is not None and not processes.pid_alive(self.config.owner_pid)
 
     def _owner_died(self) -> int:
-        log.warning("node %s: owner process %s is gone; stopping", self.config.name, self.config.owner_pid)
+        log.warning(
+            "node %s: owner process %s is gone; stopping", self.config.name, self.config.owner_pid
+        )
         for child in self.children.values():
             processes.kill_group(child.pid)
         for child in list(self.children.values()):
@@ -162,11 +168,19 @@ class Supervisor:
             how = processes.describe_status(status)
             clean = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and self.stopping
             if not clean:
-                log.warning("node %s: consumer %s (pid %d) died: %s", self.config.name, child.name, child.pid, how)
+                log.warning(
+                    "node %s: consumer %s (pid %d) died: %s",
+                    self.config.name,
+                    child.name,
+                    child.pid,
+                    how,
+                )
             try:
                 self._recover(child, how)
             except redis.RedisError as exc:
-                log.error("node %s: could not settle jobs of %s: %s", self.config.name, child.name, exc)
+                log.error(
+                    "node %s: could not settle jobs of %s: %s", self.config.name, child.name, exc
+                )
             if respawn and not self.stopping:
                 quick = time.monotonic() - child.started < 1.0
                 failures = self._quick_failures.get(index, 0) + 1 if quick else 0
@@ -185,16 +199,18 @@ class Supervisor:
         """Settle the pending entries of a consumer that exited."""
         running = self.slots.running(child.index)
         self.slots.clear(child.index)
-        pending = self.client.xpending_range(
+        pending: Any = self.client.xpending_range(
             self.keys.jobs, CONSUMER_GROUP, min="-", max="+", count=10_000, consumername=child.name
         )
         for item in pending:
             eid = item["message_id"]
-            self._settle(eid, charge=eid == running, why=f"consumer {child.name} (pid {child.pid}) {how}")
+            self._settle(
+                eid, charge=eid == running, why=f"consumer {child.name} (pid {child.pid}) {how}"
+            )
         self.client.xgroup_delconsumer(self.keys.jobs, CONSUMER_GROUP, child.name)
 
     def _settle(self, eid: bytes, charge: bool, why: str) -> None:
-        entries = self.client.xrange(self.keys.jobs, eid, eid)
+        entries: Any = self.client.xrange(self.keys.jobs, eid, eid)
         if not entries:
             self.client.xack(self.keys.jobs, CONSUMER_GROUP, eid)
             return
@@ -202,14 +218,29 @@ class Supervisor:
         job_id = fields.get(b"id", b"?").decode()
         client_id = fields.get(b"c", b"?").decode()
         results = self.keys.results(client_id)
-        lost = self.signer.sign(results, wire.encode({
-            "id": job_id, "k": "lost", "node": self.config.name, "why": why, "t1": repr(time.time()),
-        }))
+        lost = self.signer.sign(
+            results,
+            wire.encode(
+                {
+                    "id": job_id,
+                    "k": "lost",
+                    "node": self.config.name,
+                    "why": why,
+                    "t1": repr(time.time()),
+                }
+            ),
+        )
         flat = [x for pair in lost.items() for x in pair]
         outcome = self.scripts.recover(
             keys=[self.keys.jobs, self.keys.job(job_id), results],
-            args=[CONSUMER_GROUP, eid, "1" if charge else "0", fields.get(b"r", b"0"),
-                  defaults.RESULT_TTL, *flat],
+            args=[
+                CONSUMER_GROUP,
+                eid,
+                "1" if charge else "0",
+                fields.get(b"r", b"0"),
+                defaults.RESULT_TTL,
+                *flat,
+            ],
         )
         verdict = {0: "already settled", 1: "requeued", 2: "failed"}.get(int(outcome), "?")
         log.info("node %s: job %s %s (%s)", self.config.name, job_id, verdict, why)
@@ -217,7 +248,11 @@ class Supervisor:
     def _beat(self) -> None:
         try:
             heartbeat(
-                self.client, self.keys, self.record, self.slots.busy(), self.slots.done(),
+                self.client,
+                self.keys,
+                self.record,
+                self.slots.busy(),
+                self.slots.done(),
                 self.config.heartbeat * defaults.HEARTBEATS_MISSED,
             )
         except redis.RedisError as exc:

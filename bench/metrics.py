@@ -1,0 +1,56 @@
+"""The rows of the table: what each number is, its unit, and the target rdispy has to meet.
+
+Ratios are always ``subject / baseline`` (rdispy / ProcessPool), whatever the direction of the
+metric: above 1 is better for throughput and efficiency, below 1 is better for times.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Target:
+    """A bound on the subject's value, or on its ratio to the baseline when ``relative``."""
+
+    bound: float
+    at_least: bool
+    relative: bool
+
+    def describe(self, unit: str, baseline: str) -> str:
+        op = ">=" if self.at_least else "<="
+        if self.relative:
+            return f"{op} {self.bound:g}x {baseline}"
+        return f"{op} {self.bound:g} {unit}".rstrip()
+
+    def met(self, value: float | None, ratio: float | None) -> bool | None:
+        """True or False; None when the number it needs was not measured."""
+        measured = ratio if self.relative else value
+        if measured is None:
+            return None
+        return measured >= self.bound if self.at_least else measured <= self.bound
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One row: ``key`` is the name workloads report the value under."""
+
+    key: str
+    workload: str
+    label: str
+    unit: str
+    decimals: int
+    target: Target | None = None
+
+
+#: Table rows in order, with the targets set for rdispy in the issue.
+METRICS: tuple[Metric, ...] = (
+    Metric("submit_jobs_s", "a", "no-op submit", "jobs/s", 0, Target(0.5, True, True)),
+    Metric("map_jobs_s", "a", "no-op map", "jobs/s", 0, Target(1.0, True, True)),
+    Metric("latency_p50_ms", "b", "latency p50", "ms", 2, Target(3.0, False, True)),
+    Metric("latency_p99_ms", "b", "latency p99", "ms", 2),
+    Metric("payload_mb_s", "c", "payload", "MB/s", 0),
+    Metric("cpu_efficiency", "d", "CPU efficiency", "", 3, Target(0.95, True, False)),
+    Metric("cold_start_s", "e", "cold start", "s", 2, Target(1.0, False, False)),
+    Metric("shutdown_s", "e", "shutdown", "s", 2),
+)

@@ -1,0 +1,36 @@
+"""keys: one prefix, one hash tag per cluster, names that cannot collide."""
+
+from __future__ import annotations
+
+import pytest
+
+from rdispy.keys import Keys
+
+
+def all_keys(keys: Keys) -> list[str]:
+    return [
+        keys.jobs,
+        keys.results("c1"),
+        keys.job("j1"),
+        keys.blob("ab"),
+        keys.node("n1"),
+        keys.nodes,
+        keys.dead_letters,
+    ]
+
+
+def test_every_key_has_the_prefix_and_the_cluster_hash_tag():
+    keys = Keys("alpha", "pfx")
+    for key in all_keys(keys):
+        assert key.startswith("pfx:{alpha}:")
+    assert len(set(all_keys(keys))) == len(all_keys(keys))
+
+
+def test_clusters_do_not_share_keys():
+    assert not set(all_keys(Keys("a"))) & set(all_keys(Keys("b")))
+
+
+@pytest.mark.parametrize("bad", ["", "a:b", "{x}", "has space"])
+def test_names_that_would_break_the_schema_are_refused(bad):
+    with pytest.raises(ValueError):
+        Keys(bad)

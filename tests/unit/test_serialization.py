@@ -1,0 +1,63 @@
+"""serialization: cloudpickle for functions, remote exceptions rebuilt with their traceback."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+
+import pytest
+
+from rdispy import serialization
+from rdispy.errors import DeserializationError, RemoteError, SerializationError
+
+
+class Custom(Exception):
+    pass
+
+
+def test_lambdas_and_closures_round_trip():
+    base = 10
+    fn = serialization.loads(serialization.dumps(lambda x: x + base))
+    assert fn(1) == 11
+
+
+def test_unpicklable_value_raises_serialization_error_naming_what():
+    with pytest.raises(SerializationError, match="cannot pickle the arguments"):
+        serialization.dumps(threading.Lock(), "arguments")
+
+
+def test_corrupt_payload_raises_deserialization_error():
+    with pytest.raises(DeserializationError, match="job j1"):
+        serialization.loads(b"not a pickle", "payload", "j1")
+
+
+def test_exception_keeps_type_and_gets_remote_traceback_cause():
+    try:
+        raise Custom("bad")
+    except Custom as exc:
+        data = serialization.dump_exception(exc)
+    rebuilt = serialization.load_exception(data)
+    assert type(rebuilt) is Custom and str(rebuilt) == "bad"
+    assert isinstance(rebuilt.__cause__, serialization.RemoteTraceback)
+    assert "raise Custom" in str(rebuilt.__cause__)
+
+
+def test_unpicklable_exception_falls_back_to_remote_error():
+    class Holder(Exception):
+        def __init__(self):
+            super().__init__("holds a lock")
+            self.lock = threading.Lock()
+
+    try:
+        raise Holder()
+    except Holder as exc:
+        data = serialization.dump_exception(exc, "j2")
+    rebuilt = serialization.load_exception(data)
+    assert isinstance(rebuilt, RemoteError) and rebuilt.job_id == "j2"
+    assert "Holder" in rebuilt.exc_type and "holds a lock" in str(rebuilt)
+    assert pickle.loads(pickle.dumps(rebuilt)).traceback == rebuilt.traceback
+
+
+def test_exception_that_cannot_be_unpickled_here_becomes_remote_error():
+    rebuilt = serialization.load_exception(b"garbage", "j3")
+    assert isinstance(rebuilt, RemoteError) and rebuilt.job_id == "j3"
