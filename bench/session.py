@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from bench import jobs
 from bench.executors import EXECUTORS, ExecutorFactory
-from bench.workloads import COLD_START, TIMEOUT, WORKLOADS, Measurement, Plan, warm_up
+from bench.workloads import COLD_START, WORKLOADS, Measurement, Plan, result, warm_up
 
 Step = Callable[[Executor, Plan], Measurement]
 
@@ -64,7 +64,7 @@ def run_session(
         return sample
     with executor:
         try:
-            executor.submit(jobs.noop).result(timeout=TIMEOUT)
+            result(executor.submit(jobs.noop))
             if COLD_START in selected:
                 sample.values["cold_start_s"] = time.perf_counter() - start
             for key, measure in _steps(selected):

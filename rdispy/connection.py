@@ -39,7 +39,14 @@ def connect(url: str, **options: object) -> redis.Redis:
             "or unix:///path/to/socket"
         )
     try:
-        return redis.Redis.from_url(url, health_check_interval=0, **options)  # type: ignore[arg-type]
+        settings: dict[str, object] = {
+            "socket_timeout": defaults.SOCKET_TIMEOUT,
+            "socket_connect_timeout": defaults.CONNECT_TIMEOUT,
+        }
+        if scheme != "unix":
+            settings["socket_keepalive"] = True
+        settings.update(options)
+        return redis.Redis.from_url(url, **settings)  # type: ignore[arg-type]
     except ValueError as exc:
         raise ConfigError(f"invalid Redis URL {redact(url)!r}: {exc}") from exc
 

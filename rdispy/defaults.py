@@ -25,9 +25,9 @@ KEY_PREFIX = "rdispy"
 CLUSTER = "default"
 
 #: Seconds between node heartbeats.
-HEARTBEAT_INTERVAL = _env_float("RDISPY_HEARTBEAT", 1.0)
-#: A node whose heartbeat is older than this many intervals is dead.
-HEARTBEATS_MISSED = 3
+HEARTBEAT_INTERVAL = _env_float("RDISPY_HEARTBEAT", 2.0)
+#: A node that missed this many heartbeats is dead (its record expires) and its jobs are retried.
+HEARTBEATS_MISSED = 5
 
 #: Largest pickled function+arguments of one job (bytes).  Redis' own limit is 512 MB.
 MAX_PAYLOAD = 256 * 1024 * 1024
@@ -52,6 +52,11 @@ READ_BLOCK = 1.0
 
 #: Retries of a job whose consumer or node died (at most MAX_RETRIES + 1 executions).
 MAX_RETRIES = 2
+
+#: Seconds a Redis command may wait for its reply (above every BLOCK time we use).
+SOCKET_TIMEOUT = 15.0
+#: Seconds to establish a connection to Redis.
+CONNECT_TIMEOUT = 5.0
 
 #: Longest backoff between attempts to reach Redis (seconds).
 MAX_BACKOFF = 5.0

@@ -11,6 +11,7 @@ key                            type     holds                                   
 ``results:<client>``           stream   results/events for one client               read entries
                                                                                     deleted; TTL
 ``job:<job id>``               hash     state (st), attempt token (a), count (n)    JOB_TTL
+``client:<client>``            hash     a client's pid, host, last seen             RESULT_TTL
 ``blob:<sha256>``              string   pickled function or file                    BLOB_TTL
 ``node:<name>``                hash     node record, refreshed by heartbeat         3 heartbeats
 ``nodes``                      zset     node name -> last heartbeat time            pruned
@@ -58,6 +59,10 @@ class Keys:
     def job(self, job_id: str) -> str:
         """State of one job: st (queued/running/done/cancelled), a (attempt token), n (attempts)."""
         return f"{self.base}:job:{job_id}"
+
+    def client(self, client_id: str) -> str:
+        """Record of a connected client (pid, host, last seen); expires when it goes away."""
+        return f"{self.base}:client:{client_id}"
 
     def blob(self, digest: str) -> str:
         """Content-addressed blob (sha256 hex digest of its bytes)."""

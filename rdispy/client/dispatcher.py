@@ -14,26 +14,38 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
+import socket
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future
 from typing import Any
 
 import redis
 
 from rdispy import connection, defaults, serialization, wire
 from rdispy.client.future import RemoteFuture
-from rdispy.errors import BrokerError, RdispyError, WorkerCrashed
-from rdispy.keys import Keys
+from rdispy.errors import (
+    BrokerError,
+    ExecutorBroken,
+    JobError,
+    NodeLost,
+    RdispyError,
+    WorkerCrashed,
+)
+from rdispy.keys import CONSUMER_GROUP, Keys
 from rdispy.scripts import Scripts
 from rdispy.worker.consumer import ensure_group
 
 log = logging.getLogger(__name__)
 
-Call = tuple[tuple[Any, ...], dict[str, Any]]
+#: What waits in the outbox: (blob key, bytes) or (future, job entry fields).
+_Outgoing = tuple[str | RemoteFuture, wire.Fields | bytes]
+
+#: Seconds between checks that the server still holds this client's state.
+CHECK_INTERVAL = 1.0
 
 
 class Dispatcher:
@@ -47,13 +59,17 @@ class Dispatcher:
         max_payload: int = defaults.MAX_PAYLOAD,
         max_retries: int = defaults.MAX_RETRIES,
         connect_timeout: float = 10.0,
+        client_id: str | None = None,
+        alive: Callable[[], bool] | None = None,
     ) -> None:
         self.url = url
         self.keys = keys
         self.signer = wire.Signer(secret)
         self.max_payload = max_payload
         self.max_retries = max_retries
-        self.client_id = uuid.uuid4().hex[:16]
+        self.client_id = client_id or uuid.uuid4().hex[:16]
+        self._alive = alive  # health of the nodes this client owns (the embedded default)
+        self.broken: ExecutorBroken | None = None
         self.results_key = keys.results(self.client_id)
         self.client = connection.connect(url)
         connection.wait_for(self.client, url, connect_timeout)
@@ -63,7 +79,12 @@ class Dispatcher:
         self._functions: dict[int, tuple[Callable[..., Any], str]] = {}
         self._blobs_touched = time.monotonic()
         self._futures: dict[str, RemoteFuture] = {}
-        self._outbox: deque[tuple[str, wire.Fields | bytes]] = deque()
+        # what it takes to send unfinished jobs again if the server restarts empty
+        self._sent: dict[str, wire.Fields] = {}
+        self._blob_data: dict[str, bytes] = {}
+        self._run_id = self._touch_client_record()
+        self._outbox: deque[_Outgoing] = deque()
+        self._send_lock = threading.Lock()  # held while items leave the outbox for Redis
         self._wakeup = threading.Condition()
         self._sender_idle = False
         self._closed = threading.Event()
@@ -94,6 +115,8 @@ class Dispatcher:
         for a map chunk).  Everything is pickled and checked before anything is queued, so a
         bad argument leaves Redis untouched; the function blob goes out just before its first job.
         """
+        if self.broken is not None:
+            raise self.broken
         if self._closed.is_set():
             raise RuntimeError("cannot submit after the executor was shut down")
         digest, blob = self._function_blob(fn)
@@ -119,11 +142,22 @@ class Dispatcher:
             batch.append((RemoteFuture(job_id, self), fields))
         if blob is not None:
             self._functions[id(fn)] = (fn, digest)
+            self._blob_data[digest] = blob
             self._outbox.append((self.keys.blob(digest), blob))
         for future, fields in batch:
             self._futures[future.job_id] = future
-            self._outbox.append((self.keys.jobs, fields))
-        self.flush()
+            self._sent[future.job_id] = fields
+            self._outbox.append((future, fields))
+        if len(self._futures) == len(batch) and self._send_lock.acquire(blocking=False):
+            # nothing else in flight: send from this thread, sparing a hand-off's latency
+            try:
+                self._send_outbox()
+            except (redis.ConnectionError, redis.TimeoutError):
+                self.flush()  # the sender thread retries with backoff
+            finally:
+                self._send_lock.release()
+        else:
+            self.flush()
         return [future for future, _ in batch]
 
     def flush(self) -> None:
@@ -143,7 +177,8 @@ class Dispatcher:
                 self._sender_idle = False
             try:
                 while self._outbox:
-                    self._send_outbox()
+                    with self._send_lock:
+                        self._send_outbox()
                 backoff = 0.05
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 log.warning("cannot send jobs to Redis (%s); retrying in %.2fs", exc, backoff)
@@ -151,50 +186,59 @@ class Dispatcher:
                 backoff = min(backoff * 2, defaults.MAX_BACKOFF)
 
     def _send_outbox(self) -> None:
-        batch: list[tuple[str, wire.Fields | bytes]] = []
+        """Send up to 1000 queued items in one pipeline (caller holds the send lock)."""
+        batch: list[_Outgoing] = []
         while self._outbox and len(batch) < 1000:
             batch.append(self._outbox.popleft())
         pipe = self.client.pipeline(transaction=False)
-        for key, item in batch:
-            if isinstance(item, bytes):  # a function blob, sent before the jobs that name it
-                pipe.set(key, item, nx=True, ex=defaults.BLOB_TTL)
+        for target, item in batch:
+            if isinstance(target, str):  # a function blob, sent before the jobs that name it
+                pipe.set(target, item, nx=True, ex=defaults.BLOB_TTL)  # type: ignore[arg-type]
             else:
-                pipe.xadd(key, item)  # type: ignore[arg-type]
+                pipe.xadd(self.keys.jobs, item)  # type: ignore[arg-type]
         if time.monotonic() - self._blobs_touched > defaults.BLOB_TTL / 4:
             for _, digest in self._functions.values():
                 pipe.expire(self.keys.blob(digest), defaults.BLOB_TTL)
             self._blobs_touched = time.monotonic()
         try:
-            pipe.execute()
+            replies = pipe.execute()
         except Exception:
             self._outbox.extendleft(reversed(batch))
             raise
+        for (target, _), reply in zip(batch, replies, strict=False):
+            if isinstance(target, RemoteFuture):
+                target.entry_id = reply
 
-    def cancel_remote(self, job_id: str) -> bool:
-        """Mark a job cancelled unless a consumer has taken it; True means it will never run."""
-        try:
-            done = bool(self.scripts.cancel(keys=[self.keys.job(job_id)], args=[defaults.JOB_TTL]))
-        except redis.RedisError as exc:
-            log.warning("cannot cancel job %s: %s", job_id, exc)
-            return False
-        if done:
-            self._futures.pop(job_id, None)
-        return done
+    def cancel_remote(self, future: RemoteFuture) -> bool:
+        """Withdraw a job no consumer has been handed yet; True means it will never run."""
+        with self._send_lock:  # the job is either still queued here, or sent with a known id
+            if future.entry_id is None:
+                queued = [item for item in self._outbox if item[0] is future]
+                for item in queued:
+                    self._outbox.remove(item)
+                withdrawn = bool(queued)
+            else:
+                try:
+                    withdrawn = bool(
+                        self.scripts.cancel(
+                            keys=[self.keys.jobs], args=[CONSUMER_GROUP, future.entry_id]
+                        )
+                    )
+                except redis.RedisError as exc:
+                    log.warning("cannot cancel job %s: %s", future.job_id, exc)
+                    return False
+        if withdrawn:
+            self._forget(future.job_id)
+        return withdrawn
 
     def cancel_all(self) -> None:
-        """Cancel every job not yet taken by a consumer (one round trip)."""
-        pending = [f for f in list(self._futures.values()) if not f.done()]
-        if not pending:
-            return
-        pipe = self.client.pipeline(transaction=False)
-        for future in pending:
-            self.scripts.cancel(
-                keys=[self.keys.job(future.job_id)], args=[defaults.JOB_TTL], client=pipe
-            )
-        for future, done in zip(pending, pipe.execute(), strict=True):
-            if done:
-                self._futures.pop(future.job_id, None)
-                Future.cancel(future)  # the plain local cancel, no second round trip
+        """Cancel every job no consumer has been handed yet."""
+        for future in self.pending():
+            future.cancel()
+
+    def _forget(self, job_id: str) -> None:
+        self._futures.pop(job_id, None)
+        self._sent.pop(job_id, None)
 
     # -- receiving -----------------------------------------------------------------------------
 
@@ -205,10 +249,20 @@ class Dispatcher:
         last = b"0"
         backoff = 0.05
         reader = connection.connect(self.url)
+        next_check = time.monotonic() + CHECK_INTERVAL
+        collected: list[bytes] = []
         while not self._closed.is_set():
             reply: Any
             try:
-                reply = reader.xread({self.results_key: last}, count=1000, block=200)
+                if time.monotonic() >= next_check:
+                    next_check = time.monotonic() + CHECK_INTERVAL
+                    self._check_owned_nodes()
+                    if self._server_lost_our_state():
+                        last, collected = b"0", []
+                if collected and (len(collected) >= 512 or not self._futures):
+                    reader.xdel(self.results_key, *collected)  # read results leave the stream
+                    collected = []
+                reply = reader.xread({self.results_key: last}, count=1000, block=100)
                 backoff = 0.05
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 log.warning("result stream unreachable (%s); retrying in %.2fs", exc, backoff)
@@ -221,11 +275,58 @@ class Dispatcher:
             for _, fields in entries:
                 self._resolve(fields)
             last = entries[-1][0]
-            try:
-                reader.xdel(self.results_key, *(eid for eid, _ in entries))
-            except redis.RedisError as exc:
-                log.debug("could not delete collected results: %s", exc)
+            collected.extend(eid for eid, _ in entries)
         reader.close()
+
+    def _check_owned_nodes(self) -> None:
+        """Fail every pending job at once if the nodes this client owns have died."""
+        if self._alive is None or self.broken is not None or self._alive():
+            return
+        self.broken = ExecutorBroken(
+            "the embedded server or local node died; pending jobs cannot finish "
+            "(see the log above for why, and create a new Executor)"
+        )
+        log.error("%s", self.broken)
+        for future in self.pending():
+            self._forget(future.job_id)
+            future.set_exception(self.broken)
+
+    def _touch_client_record(self) -> str:
+        """Refresh this client's record (and its expiry); returns the server's run id."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.info("server")
+        key = self.keys.client(self.client_id)
+        pipe.hset(
+            key, mapping={"pid": os.getpid(), "host": socket.gethostname(), "seen": time.time()}
+        )
+        pipe.expire(key, defaults.RESULT_TTL)
+        return str(pipe.execute()[0]["run_id"])
+
+    def _server_lost_our_state(self) -> bool:
+        """Notice a server that restarted empty and send every unfinished job again.
+
+        A restart that kept its data (AOF) changes the run id but keeps our client record;
+        then nothing is resent.  Returns True when the jobs were resent.
+        """
+        existed = bool(self.client.exists(self.keys.client(self.client_id)))
+        run_id = self._touch_client_record()
+        if run_id == self._run_id:
+            return False
+        self._run_id = run_id
+        if existed:
+            log.warning("Redis restarted with its data; carrying on")
+            return False
+        log.warning("Redis restarted empty; sending %d unfinished jobs again", len(self._sent))
+        ensure_group(self.client, self.keys)
+        for digest, blob in self._blob_data.items():
+            self._outbox.append((self.keys.blob(digest), blob))
+        for job_id, fields in list(self._sent.items()):
+            future = self._futures.get(job_id)
+            if future is not None:
+                future.entry_id = None
+                self._outbox.append((future, fields))
+        self.flush()
+        return True
 
     def _resolve(self, fields: dict[bytes, bytes]) -> None:
         try:
@@ -234,6 +335,7 @@ class Dispatcher:
             log.error("ignoring a result entry: %s", exc)
             return
         job_id = fields[b"id"].decode()
+        self._sent.pop(job_id, None)
         future = self._futures.pop(job_id, None)
         if future is None or future.done():
             log.debug("result for unknown or finished job %s ignored", job_id)
@@ -251,8 +353,7 @@ class Dispatcher:
             elif kind == b"exc":
                 future.set_exception(serialization.load_exception(fields[b"p"], job_id))
             elif kind == b"lost":
-                why = fields.get(b"why", b"").decode()
-                future.set_exception(WorkerCrashed(f"{why}; no retries left", job_id, why))
+                future.set_exception(lost_error(fields, job_id))
             else:
                 future.set_exception(BrokerError(f"job {job_id}: unknown result kind {kind!r}"))
         except RdispyError as exc:
@@ -267,3 +368,12 @@ class Dispatcher:
             if thread.is_alive() and threading.current_thread() is not thread:
                 thread.join(5)
         self.client.close()
+
+
+def lost_error(fields: dict[bytes, bytes], job_id: str) -> JobError:
+    """The error of a job whose last permitted attempt died with its consumer or node."""
+    why = fields.get(b"why", b"").decode()
+    message = f"{why}; no retries left (raise max_retries to re-run such jobs)"
+    if fields.get(b"cause") == b"node":
+        return NodeLost(message, job_id)
+    return WorkerCrashed(message, job_id, why)

@@ -22,14 +22,15 @@ With no URL the executor owns an embedded default (a private server and a local 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import CancelledError, Future
 from concurrent.futures import Executor as _StdExecutor
-from concurrent.futures import Future
 from typing import Any, Literal
 
 from rdispy import defaults, serialization
@@ -76,7 +77,13 @@ class Executor(_StdExecutor):
             redis_url = self._local.url
         try:
             self._dispatcher = Dispatcher(
-                redis_url, keys, secret, max_payload, max_retries, connect_timeout
+                redis_url,
+                keys,
+                secret,
+                max_payload,
+                max_retries,
+                connect_timeout,
+                alive=self._local.alive if self._local is not None else None,
             )
         except BaseException:
             if self._local is not None:
@@ -188,10 +195,8 @@ class Executor(_StdExecutor):
             self._dispatcher.cancel_all()
         if wait:
             for future in self._dispatcher.pending():
-                try:
+                with contextlib.suppress(CancelledError):
                     future.exception()
-                except BaseException:  # noqa: S110 - a cancelled future; nothing to wait for
-                    pass
         self._dispatcher.close()
         if self._local is not None:
             self._local.close(drain=wait)

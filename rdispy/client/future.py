@@ -22,6 +22,7 @@ class RemoteFuture(Future[Any]):
         super().__init__()
         self.job_id = job_id
         self._dispatcher = dispatcher
+        self.entry_id: bytes | None = None  # the job's stream entry, once sent
         self.node: str | None = None
         self.pid: int | None = None
         self.start_time: float | None = None
@@ -33,7 +34,7 @@ class RemoteFuture(Future[Any]):
         """Cancel the job if no consumer has taken it yet; True means it will never run."""
         if self.done():
             return self.cancelled()
-        if self._dispatcher is None or not self._dispatcher.cancel_remote(self.job_id):
+        if self._dispatcher is None or not self._dispatcher.cancel_remote(self):
             return False
         return super().cancel()
 

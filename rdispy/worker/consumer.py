@@ -20,7 +20,7 @@ from typing import Any
 
 import redis
 
-from rdispy import defaults, processes, serialization, wire
+from rdispy import connection, defaults, processes, serialization, wire
 from rdispy.errors import JobError, ProtocolError
 from rdispy.keys import CONSUMER_GROUP, Keys
 from rdispy.scripts import Scripts
@@ -96,7 +96,7 @@ class Consumer:
         self.stopping = False
         self._reading = False
         self.parent = os.getppid()
-        self.client = redis.Redis.from_url(config.url)
+        self.client = connection.connect(config.url)
         self.scripts = Scripts(self.client)
         self.functions = FunctionCache(self.client, self.keys)
         self.prefetch = 1
@@ -118,6 +118,7 @@ class Consumer:
         backoff = 0.05
         while not self.stopping and not self._orphaned():
             try:
+                self._flush()  # results left over from an outage go out first
                 self._serve_once()
                 backoff = 0.05
             except redis.ResponseError as exc:
@@ -158,13 +159,14 @@ class Consumer:
         if not reply:
             return
         entries: list[tuple[bytes, dict[bytes, bytes]]] = reply[0][1]
-        entries = self._take(entries)
+        entries = self._checked(entries)
         if entries:
             self._run_batch(entries)
 
-    def _take(
+    def _checked(
         self, entries: list[tuple[bytes, dict[bytes, bytes]]]
     ) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        """The entries that are validly signed and of a known version; the rest are refused."""
         valid = []
         for eid, fields in entries:
             try:
@@ -174,14 +176,7 @@ class Consumer:
                 valid.append((eid, fields))
             except ProtocolError as exc:
                 self._dead_letter(eid, fields, str(exc))
-        if not valid:
-            return []
-        job_keys = [self.keys.job(f[b"id"].decode()) for _, f in valid]
-        verdicts = self.scripts.take(
-            keys=[self.keys.jobs, *job_keys],
-            args=[CONSUMER_GROUP, self.name, defaults.JOB_TTL, *(eid for eid, _ in valid)],
-        )
-        return [entry for entry, run in zip(valid, verdicts, strict=True) if run]
+        return valid
 
     def _dead_letter(self, eid: bytes, fields: dict[bytes, bytes], reason: str) -> None:
         log.error("consumer %s: refusing entry %s: %s", self.name, eid.decode(), reason)
@@ -281,11 +276,9 @@ class Consumer:
 
     def _release(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         pipe = self.client.pipeline(transaction=False)
-        for eid, fields in entries:
+        for eid, _ in entries:
             self.scripts.release(
-                keys=[self.keys.jobs, self.keys.job(fields[b"id"].decode())],
-                args=[CONSUMER_GROUP, eid, self.name],
-                client=pipe,
+                keys=[self.keys.jobs], args=[CONSUMER_GROUP, eid, self.name], client=pipe
             )
         pipe.execute()
 

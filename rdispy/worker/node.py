@@ -58,10 +58,15 @@ class NodeRecord:
 
 def heartbeat(
     client: redis.Redis, keys: Keys, record: NodeRecord, busy: int, done: int, ttl: float
-) -> None:
+) -> bool:
     """Write the whole node record and its expiry in one round trip (it may have expired, or
-    the server may have restarted empty, so every beat is a full registration)."""
+    the server may have restarted empty, so every beat is a full registration).
+
+    Returns whether the record still held this incarnation before the beat: False on the first
+    beat, and after the node was declared dead.
+    """
     now = time.time()
+    key = keys.node(record.name)
     fields: dict[Any, Any] = {
         **record.static_fields(),
         "hb": repr(now),
@@ -69,11 +74,13 @@ def heartbeat(
         "done": str(done),
     }
     pipe = client.pipeline(transaction=True)
-    pipe.hset(keys.node(record.name), mapping=fields)
-    pipe.pexpire(keys.node(record.name), int(ttl * 1000))
+    pipe.hget(key, "incarnation")
+    pipe.hset(key, mapping=fields)
+    pipe.pexpire(key, int(ttl * 1000))
     pipe.zadd(keys.nodes, {record.name: now})
     pipe.zremrangebyscore(keys.nodes, 0, now - 10 * ttl)
-    pipe.execute()
+    previous = pipe.execute()[0]
+    return previous is not None and previous.decode() == record.incarnation
 
 
 def deregister(client: redis.Redis, keys: Keys, record: NodeRecord) -> None:

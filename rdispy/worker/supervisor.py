@@ -4,11 +4,14 @@ process per core, replaces consumers that die, and drains on SIGTERM.
 The supervisor never runs jobs and keeps no threads, so forking consumers from it is safe and
 fast (they start with everything imported).  One loop does all its work::
 
-    reap dead consumers -> recover their entries -> respawn (with backoff) -> heartbeat -> sleep
+    reap dead consumers -> settle their entries -> respawn (with backoff)
+    -> heartbeat (and notice if we were declared dead) -> settle entries of lost nodes -> sleep
 
-When a consumer dies, its pending entries are settled at once: the one it was running counts as an
-attempt (requeued while retries remain, else failed with WorkerCrashed); entries it had only taken
-go back to the queue uncharged.
+When a consumer dies, the entry it was running counts as an attempt (requeued while retries
+remain, else failed with WorkerCrashed); entries it had only taken go back uncharged.  When this
+node finds its record gone (a partition outlived its heartbeat TTL, or Redis restarted empty), it
+was declared dead and others may have taken its jobs: it kills its consumers and comes back as a
+new incarnation, whose consumers have new names, so late results of the old ones are fenced off.
 """
 
 from __future__ import annotations
@@ -20,15 +23,14 @@ import signal
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
 
 import redis
 
 from rdispy import connection, defaults, processes, wire
-from rdispy.keys import CONSUMER_GROUP, Keys
-from rdispy.scripts import Scripts
+from rdispy.keys import Keys
 from rdispy.worker.consumer import ConsumerConfig, consumer_main, ensure_group
-from rdispy.worker.node import NodeRecord, address_seen_by, deregister, heartbeat
+from rdispy.worker.node import NodeRecord, address_seen_by, deregister, heartbeat, live_nodes
+from rdispy.worker.recovery import ConsumerName, Recoverer
 from rdispy.worker.slots import Slots
 
 log = logging.getLogger(__name__)
@@ -36,7 +38,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class _Child:
-    index: int
+    slot: int
     name: str
     pid: int
     started: float
@@ -60,14 +62,14 @@ class Supervisor:
         self.config = config
         self.keys = config.keys
         self.client = connection.connect(config.url)
-        self.scripts = Scripts(self.client)
-        self.signer = wire.Signer(config.secret)
+        self.recoverer = Recoverer(self.client, self.keys, wire.Signer(config.secret), config.name)
         self.slots = Slots(config.cpus)
-        self.children: dict[int, _Child] = {}  # by slot index
+        self.children: dict[int, _Child] = {}  # by slot
         self.record = NodeRecord(name=config.name, cpus=config.cpus)
         self.stopping = 0
         self._respawn_at: dict[int, float] = {}
         self._quick_failures: dict[int, int] = {}  # consecutive deaths within 1 s of start
+        self._registered = False
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -86,11 +88,13 @@ class Supervisor:
         connection.wait_for(
             self.client, self.config.url, self.config.connect_timeout, lambda: self.stopping > 0
         )
+        if self.stopping:
+            return 0
         ensure_group(self.client, self.keys)
         self.record.ip = address_seen_by(self.client)
         self._beat()
-        for index in range(self.config.cpus):
-            self._spawn(index)
+        for slot in range(self.config.cpus):
+            self._spawn(slot)
         log.info(
             "node %s (%s) serving with %d consumers, cluster %s at %s",
             self.config.name,
@@ -107,6 +111,7 @@ class Supervisor:
             self._respawn_due()
             if time.monotonic() >= next_beat:
                 self._beat()
+                self._settle_lost_nodes()
                 next_beat = time.monotonic() + self.config.heartbeat
             time.sleep(0.05)
         return self._drain()
@@ -115,18 +120,19 @@ class Supervisor:
         return self.config.owner_pid is not None and not processes.pid_alive(self.config.owner_pid)
 
     def _owner_died(self) -> int:
-        log.warning(
-            "node %s: owner process %s is gone; stopping", self.config.name, self.config.owner_pid
-        )
-        for child in self.children.values():
-            processes.kill_group(child.pid)
-        for child in list(self.children.values()):
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(child.pid, 0)
+        log.warning("node %s: owner %s is gone; stopping", self.config.name, self.config.owner_pid)
+        self._kill_all()
         if self.config.stop_server_with_owner:
             with contextlib.suppress(redis.RedisError):
                 self.client.shutdown(nosave=True)
         return 0
+
+    def _kill_all(self) -> None:
+        for child in self.children.values():
+            processes.kill_group(child.pid)
+        for child in self.children.values():
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(child.pid, 0)
 
     def _drain(self) -> int:
         for child in self.children.values():
@@ -135,8 +141,7 @@ class Supervisor:
         while self.children:
             self._reap(respawn=False)
             if self.children:
-                with contextlib.suppress(redis.RedisError):
-                    self._beat()
+                self._beat()
                 time.sleep(0.05)
         with contextlib.suppress(redis.RedisError):
             deregister(self.client, self.keys, self.record)
@@ -145,29 +150,30 @@ class Supervisor:
 
     # -- consumers -----------------------------------------------------------------------------
 
-    def _spawn(self, index: int) -> None:
-        name = f"{self.config.name}.{self.record.incarnation}.{index}.{uuid.uuid4().hex[:6]}"
+    def _spawn(self, slot: int) -> None:
+        name = str(
+            ConsumerName(self.config.name, self.record.incarnation, slot, uuid.uuid4().hex[:6])
+        )
         cfg = ConsumerConfig(
             url=self.config.url, keys=self.keys, node=self.config.name, secret=self.config.secret
         )
-        self.slots.clear(index)
+        self.slots.clear(slot)
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child
-            consumer_main(cfg, index, name, self.slots)
-        self.children[index] = _Child(index, name, pid, time.monotonic())
+            consumer_main(cfg, slot, name, self.slots)
+        self.children[slot] = _Child(slot, name, pid, time.monotonic())
 
     def _reap(self, respawn: bool = True) -> None:
-        for index, child in list(self.children.items()):
+        for slot, child in list(self.children.items()):
             try:
                 pid, status = os.waitpid(child.pid, os.WNOHANG)
             except ChildProcessError:
                 pid, status = child.pid, 0
             if pid == 0:
                 continue
-            del self.children[index]
+            del self.children[slot]
             how = processes.describe_status(status)
-            clean = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and self.stopping
-            if not clean:
+            if not (self.stopping and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):
                 log.warning(
                     "node %s: consumer %s (pid %d) died: %s",
                     self.config.name,
@@ -175,79 +181,40 @@ class Supervisor:
                     child.pid,
                     how,
                 )
+            running = self.slots.running(slot) or b"-"
+            self.slots.clear(slot)
             try:
-                self._recover(child, how)
+                self.recoverer.settle_consumer(
+                    child.name,
+                    running,
+                    f"consumer pid {child.pid} on node {self.config.name} {how}",
+                )
             except redis.RedisError as exc:
+                # its entries stay pending under its name; the lost-node scan settles them later
                 log.error(
                     "node %s: could not settle jobs of %s: %s", self.config.name, child.name, exc
                 )
             if respawn and not self.stopping:
-                quick = time.monotonic() - child.started < 1.0
-                failures = self._quick_failures.get(index, 0) + 1 if quick else 0
-                self._quick_failures[index] = failures
-                delay = min(0.1 * 2**failures, defaults.MAX_BACKOFF) if failures else 0.0
-                self._respawn_at[index] = time.monotonic() + delay
+                self._schedule_respawn(slot, quick=time.monotonic() - child.started < 1.0)
+
+    def _schedule_respawn(self, slot: int, quick: bool) -> None:
+        failures = self._quick_failures.get(slot, 0) + 1 if quick else 0
+        self._quick_failures[slot] = failures
+        delay = min(0.1 * 2**failures, defaults.MAX_BACKOFF) if failures else 0.0
+        self._respawn_at[slot] = time.monotonic() + delay
 
     def _respawn_due(self) -> None:
         now = time.monotonic()
-        for index, when in list(self._respawn_at.items()):
+        for slot, when in list(self._respawn_at.items()):
             if when <= now:
-                del self._respawn_at[index]
-                self._spawn(index)
+                del self._respawn_at[slot]
+                self._spawn(slot)
 
-    def _recover(self, child: _Child, how: str) -> None:
-        """Settle the pending entries of a consumer that exited."""
-        running = self.slots.running(child.index)
-        self.slots.clear(child.index)
-        pending: Any = self.client.xpending_range(
-            self.keys.jobs, CONSUMER_GROUP, min="-", max="+", count=10_000, consumername=child.name
-        )
-        for item in pending:
-            eid = item["message_id"]
-            self._settle(
-                eid, charge=eid == running, why=f"consumer {child.name} (pid {child.pid}) {how}"
-            )
-        self.client.xgroup_delconsumer(self.keys.jobs, CONSUMER_GROUP, child.name)
-
-    def _settle(self, eid: bytes, charge: bool, why: str) -> None:
-        entries: Any = self.client.xrange(self.keys.jobs, eid, eid)
-        if not entries:
-            self.client.xack(self.keys.jobs, CONSUMER_GROUP, eid)
-            return
-        fields = entries[0][1]
-        job_id = fields.get(b"id", b"?").decode()
-        client_id = fields.get(b"c", b"?").decode()
-        results = self.keys.results(client_id)
-        lost = self.signer.sign(
-            results,
-            wire.encode(
-                {
-                    "id": job_id,
-                    "k": "lost",
-                    "node": self.config.name,
-                    "why": why,
-                    "t1": repr(time.time()),
-                }
-            ),
-        )
-        flat = [x for pair in lost.items() for x in pair]
-        outcome = self.scripts.recover(
-            keys=[self.keys.jobs, self.keys.job(job_id), results],
-            args=[
-                CONSUMER_GROUP,
-                eid,
-                "1" if charge else "0",
-                fields.get(b"r", b"0"),
-                defaults.RESULT_TTL,
-                *flat,
-            ],
-        )
-        verdict = {0: "already settled", 1: "requeued", 2: "failed"}.get(int(outcome), "?")
-        log.info("node %s: job %s %s (%s)", self.config.name, job_id, verdict, why)
+    # -- heartbeats ----------------------------------------------------------------------------
 
     def _beat(self) -> None:
         try:
-            heartbeat(
+            known = heartbeat(
                 self.client,
                 self.keys,
                 self.record,
@@ -257,3 +224,35 @@ class Supervisor:
             )
         except redis.RedisError as exc:
             log.warning("node %s: heartbeat failed: %s", self.config.name, exc)
+            return
+        if self._registered and not known and not self.stopping:
+            self._reincarnate()
+            return
+        self._registered = True
+
+    def _reincarnate(self) -> None:
+        old = self.record.incarnation
+        self.record.incarnation = uuid.uuid4().hex[:12]
+        log.warning(
+            "node %s: our record had expired (partition or server restart), so our jobs may have "
+            "been taken over; restarting consumers as incarnation %s (was %s)",
+            self.config.name,
+            self.record.incarnation,
+            old,
+        )
+        self._kill_all()
+        for slot in list(self.children):
+            self.slots.clear(slot)
+            del self.children[slot]
+            self._spawn(slot)
+        self._registered = False  # the next beat registers the new incarnation
+        with contextlib.suppress(redis.RedisError):
+            ensure_group(self.client, self.keys)
+            self._beat()
+
+    def _settle_lost_nodes(self) -> None:
+        try:
+            live = {n["name"]: n.get("incarnation", "") for n in live_nodes(self.client, self.keys)}
+            self.recoverer.settle_lost_nodes(live)
+        except redis.RedisError as exc:
+            log.warning("node %s: lost-node scan failed: %s", self.config.name, exc)

@@ -1,0 +1,134 @@
+"""Taking back the jobs of consumers that died, on the evidence of process exit or of missed
+heartbeats, never of idle time.
+
+A consumer's name says whose it is: ``<node>/<incarnation>/<slot>/<nonce>``.  A consumer is dead
+when its own supervisor reaped it, or when its node's record has expired or names another
+incarnation (the node was lost, or came back from a partition as a new incarnation).  Each of its
+pending entries is settled by the RECOVER script: the entry it was running is charged an attempt
+and requeued while the job has retries left, else failed with a "lost" result; entries it had
+only taken are requeued uncharged.  Settling is atomic, so several nodes may race to do it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from rdispy import defaults, wire
+from rdispy.keys import CONSUMER_GROUP, Keys
+from rdispy.scripts import Scripts
+
+log = logging.getLogger(__name__)
+
+SEPARATOR = "/"
+
+
+@dataclass(frozen=True)
+class ConsumerName:
+    node: str
+    incarnation: str
+    slot: int
+    nonce: str
+
+    def __str__(self) -> str:
+        return SEPARATOR.join((self.node, self.incarnation, str(self.slot), self.nonce))
+
+    @classmethod
+    def parse(cls, raw: str | bytes) -> ConsumerName | None:
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        parts = text.rsplit(SEPARATOR, 3)
+        if len(parts) != 4 or not parts[2].isdigit():
+            return None
+        return cls(parts[0], parts[1], int(parts[2]), parts[3])
+
+
+class Recoverer:
+    """Settles pending entries of dead consumers for one cluster."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, signer: wire.Signer, reporter: str) -> None:
+        self.client = client
+        self.keys = keys
+        self.scripts = Scripts(client)
+        self.signer = signer
+        self.reporter = reporter  # node name written into "lost" results
+
+    def settle_consumer(
+        self, consumer: str, running: bytes | None, why: str, cause: str = "crash"
+    ) -> int:
+        """Settle every pending entry of ``consumer``; ``running`` is the entry it was running
+        (None when unknown: then its oldest pending entry is charged).  Returns entries settled."""
+        pending: Any = self.client.xpending_range(
+            self.keys.jobs, CONSUMER_GROUP, min="-", max="+", count=10_000, consumername=consumer
+        )
+        ids = [item["message_id"] for item in pending]
+        if running is None and ids:
+            running = min(ids, key=_stream_order)
+        for eid in ids:
+            self.settle_entry(eid, charge=eid == running, why=why, cause=cause)
+        self.client.xgroup_delconsumer(self.keys.jobs, CONSUMER_GROUP, consumer)
+        return len(ids)
+
+    def settle_entry(self, eid: bytes, charge: bool, why: str, cause: str = "crash") -> int:
+        """Requeue (1) or fail (2) one pending entry; 0 when there was nothing left to do."""
+        entries: Any = self.client.xrange(self.keys.jobs, eid, eid)
+        if not entries:
+            self.client.xack(self.keys.jobs, CONSUMER_GROUP, eid)
+            return 0
+        fields = entries[0][1]
+        job_id = fields.get(b"id", b"?").decode()
+        results = self.keys.results(fields.get(b"c", b"?").decode())
+        lost = self.signer.sign(
+            results,
+            wire.encode(
+                {
+                    "id": job_id,
+                    "k": "lost",
+                    "cause": cause,
+                    "why": why,
+                    "node": self.reporter,
+                    "t1": repr(time.time()),
+                }
+            ),
+        )
+        outcome = int(
+            self.scripts.recover(
+                keys=[self.keys.jobs, self.keys.job(job_id), results],
+                args=[
+                    CONSUMER_GROUP,
+                    eid,
+                    "1" if charge else "0",
+                    fields.get(b"r", b"0"),
+                    defaults.RESULT_TTL,
+                    *[x for pair in lost.items() for x in pair],
+                ],
+            )
+        )
+        verdict = {0: "already settled", 1: "requeued", 2: "failed"}.get(outcome, "?")
+        log.info("job=%s %s (%s)", job_id, verdict, why)
+        return outcome
+
+    def settle_lost_nodes(self, live: dict[str, str]) -> int:
+        """Settle consumers whose node is not in ``live`` (node name -> current incarnation)."""
+        settled = 0
+        try:
+            consumers: Any = self.client.xinfo_consumers(self.keys.jobs, CONSUMER_GROUP)
+        except redis.ResponseError:
+            return 0  # no group yet
+        for info in consumers:
+            raw = info["name"]
+            name = ConsumerName.parse(raw)
+            if name is None or live.get(name.node) == name.incarnation:
+                continue
+            why = f"node {name.node} (incarnation {name.incarnation}) stopped heartbeating"
+            consumer = raw.decode() if isinstance(raw, bytes) else raw
+            settled += self.settle_consumer(consumer, None, why, cause="node")
+        return settled
+
+
+def _stream_order(eid: bytes) -> tuple[int, int]:
+    ms, _, seq = eid.partition(b"-")
+    return int(ms), int(seq or 0)

@@ -1,0 +1,38 @@
+"""An append-only ledger of job executions outside rdispy's keys: one line per execution."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from pathlib import Path
+
+
+def record(ledger: str, tag: object, seconds: float = 0.0) -> object:
+    """A job: note the execution (tag, pid), sleep, return the tag."""
+    with open(ledger, "a") as f:
+        f.write(f"{tag} {os.getpid()}\n")
+    time.sleep(seconds)
+    return tag
+
+
+def rows(path: Path) -> list[tuple[str, int]]:
+    if not path.exists():
+        return []
+    return [
+        (tag, int(pid)) for tag, pid in (line.split() for line in path.read_text().splitlines())
+    ]
+
+
+def executions(path: Path) -> Counter[str]:
+    return Counter(tag for tag, _ in rows(path))
+
+
+def wait_rows(path: Path, count: int, timeout: float = 20.0) -> list[tuple[str, int]]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = rows(path)
+        if len(found) >= count:
+            return found
+        time.sleep(0.02)
+    raise AssertionError(f"ledger has only {rows(path)}")

@@ -1,0 +1,59 @@
+"""A Redis that restarts empty loses no submitted job: clients send again what is unfinished,
+workers re-register and recreate their group; and nobody crashes while it is away."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import rdispy
+from rdispy.server import EmbeddedServer, free_port
+from rdispy.worker.node import live_nodes
+from tests.conftest import HEARTBEAT
+from tests.faults.ledger import executions, record, wait_rows
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def private_server():
+    port = free_port()
+    servers = [EmbeddedServer(port=port).start()]
+
+    def restart(down_for: float = 0.0) -> EmbeddedServer:
+        servers[-1].kill()
+        time.sleep(down_for)
+        servers.append(EmbeddedServer(port=port).start())
+        return servers[-1]
+
+    yield servers[0], restart
+    for server in servers:
+        server.stop()
+
+
+@pytest.mark.parametrize("down_for", [0.0, 3.0])
+def test_jobs_survive_a_server_that_restarts_empty(
+    private_server, cluster, keys, start_worker, tmp_path, down_for
+):
+    server, restart = private_server
+    ledger = tmp_path / "ledger"
+    node = start_worker(server.url, 2)
+    with rdispy.Executor(server.url, cluster=cluster) as ex:
+        futures = [ex.submit(record, str(ledger), f"j{i}", 0.3) for i in range(20)]
+        wait_rows(ledger, 3)
+        fresh = restart(down_for)
+        results = [f.result(60) for f in futures]
+        assert results == [f"j{i}" for i in range(20)]  # each exactly once, in its own future
+        counts = executions(ledger)
+        assert set(counts) == {f"j{i}" for i in range(20)}
+        assert ex.submit(pow, 2, 4).result(30) == 16
+    assert node.proc.poll() is None  # the worker rode it out
+    import redis
+
+    client = redis.Redis.from_url(fresh.url)
+    deadline = time.monotonic() + HEARTBEAT * 10
+    while not live_nodes(client, keys) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [n["name"] for n in live_nodes(client, keys)] == [node.name]
+    client.close()
