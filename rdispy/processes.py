@@ -11,6 +11,7 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import select
 import signal
 import sys
 import threading
@@ -99,7 +100,33 @@ def install_stop_handlers(handler: Callable[[int], None]) -> None:
         signal.signal(sig, lambda signum, _frame: handler(signum))
 
 
+class SignalWaker:
+    """Lets a single-threaded loop sleep until a tick passes or a signal arrives (SIGCHLD from
+    a dying child, SIGTERM/SIGINT), instead of finishing a sleep first.  Main thread only."""
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+        signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so SIGCHLD reaches the fd
+
+    def wait(self, timeout: float) -> None:
+        ready, _, _ = select.select([self._read], [], [], timeout)
+        if ready:
+            with contextlib.suppress(BlockingIOError):
+                os.read(self._read, 4096)
+
+    def close(self) -> None:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.close(self._read)
+        os.close(self._write)
+
+
 def reset_child_signals() -> None:
     """Give a forked child default signal dispositions, so it does not run the parent's handlers."""
+    with contextlib.suppress(ValueError):
+        signal.set_wakeup_fd(-1)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)

@@ -12,6 +12,7 @@ read, so the stream holds only what this client has not collected yet.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -36,6 +37,7 @@ from rdispy.errors import (
     WorkerCrashed,
 )
 from rdispy.keys import CONSUMER_GROUP, Keys
+from rdispy.link import Link, stream_entries
 from rdispy.scripts import Scripts
 from rdispy.worker.consumer import ensure_group
 
@@ -85,6 +87,7 @@ class Dispatcher:
         self._run_id = self._touch_client_record()
         self._outbox: deque[_Outgoing] = deque()
         self._send_lock = threading.Lock()  # held while items leave the outbox for Redis
+        self._send_link = Link(self.client)
         self._wakeup = threading.Condition()
         self._sender_idle = False
         self._closed = threading.Event()
@@ -190,23 +193,31 @@ class Dispatcher:
         batch: list[_Outgoing] = []
         while self._outbox and len(batch) < 1000:
             batch.append(self._outbox.popleft())
-        pipe = self.client.pipeline(transaction=False)
+        commands: list[tuple[Any, ...]] = []
         for target, item in batch:
             if isinstance(target, str):  # a function blob, sent before the jobs that name it
-                pipe.set(target, item, nx=True, ex=defaults.BLOB_TTL)  # type: ignore[arg-type]
+                commands.append(("SET", target, item, "NX", "EX", defaults.BLOB_TTL))
             else:
-                pipe.xadd(self.keys.jobs, item)  # type: ignore[arg-type]
+                assert isinstance(item, dict)
+                commands.append(("XADD", self.keys.jobs, "*", *itertools.chain(*item.items())))
         if time.monotonic() - self._blobs_touched > defaults.BLOB_TTL / 4:
             for _, digest in self._functions.values():
-                pipe.expire(self.keys.blob(digest), defaults.BLOB_TTL)
+                commands.append(("EXPIRE", self.keys.blob(digest), defaults.BLOB_TTL))
             self._blobs_touched = time.monotonic()
         try:
-            replies = pipe.execute()
-        except Exception:
-            self._outbox.extendleft(reversed(batch))
+            replies = self._send_link.pipeline(commands, raise_on_error=False)
+        except (redis.ConnectionError, redis.TimeoutError):
+            self._outbox.extendleft(reversed(batch))  # may repeat some: at-least-once, one result
             raise
         for (target, _), reply in zip(batch, replies, strict=False):
-            if isinstance(target, RemoteFuture):
+            if not isinstance(target, RemoteFuture):
+                continue
+            if isinstance(reply, Exception):
+                self._forget(target.job_id)
+                target.set_exception(
+                    BrokerError(f"job {target.job_id}: Redis refused the job: {reply}")
+                )
+            else:
                 target.entry_id = reply
 
     def cancel_remote(self, future: RemoteFuture) -> bool:
@@ -248,9 +259,10 @@ class Dispatcher:
     def _listen(self) -> None:
         last = b"0"
         backoff = 0.05
-        reader = connection.connect(self.url)
+        reader = Link(self.client)
         next_check = time.monotonic() + CHECK_INTERVAL
         collected: list[bytes] = []
+        block_ms = int(CHECK_INTERVAL * 1000)
         while not self._closed.is_set():
             reply: Any
             try:
@@ -260,20 +272,31 @@ class Dispatcher:
                     if self._server_lost_our_state():
                         last, collected = b"0", []
                 if collected and (len(collected) >= 512 or not self._futures):
-                    reader.xdel(self.results_key, *collected)  # read results leave the stream
+                    reader.call("XDEL", self.results_key, *collected)  # read results leave
                     collected = []
-                reply = reader.xread({self.results_key: last}, count=1000, block=100)
+                read = (
+                    "XREAD",
+                    "COUNT",
+                    1000,
+                    "BLOCK",
+                    block_ms,
+                    "STREAMS",
+                    self.results_key,
+                    last,
+                )
+                reply = reader.call(*read, timeout=defaults.SOCKET_TIMEOUT)
                 backoff = 0.05
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 log.warning("result stream unreachable (%s); retrying in %.2fs", exc, backoff)
                 self._closed.wait(backoff)
                 backoff = min(backoff * 2, defaults.MAX_BACKOFF)
                 continue
-            if not reply:
+            entries = stream_entries(reply)
+            if not entries:
                 continue
-            entries = reply[0][1]
             for _, fields in entries:
-                self._resolve(fields)
+                if fields.get(b"k") != b"wake":
+                    self._resolve(fields)
             last = entries[-1][0]
             collected.extend(eid for eid, _ in entries)
         reader.close()
@@ -364,9 +387,12 @@ class Dispatcher:
     def close(self) -> None:
         self._closed.set()
         self.flush()
+        with contextlib.suppress(redis.RedisError):  # end the listener's blocking read now
+            self.client.xadd(self.results_key, {"k": "wake"})
         for thread in (self._sender, self._listener):
             if thread.is_alive() and threading.current_thread() is not thread:
                 thread.join(5)
+        self._send_link.close()
         self.client.close()
 
 

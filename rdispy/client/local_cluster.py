@@ -95,4 +95,5 @@ class LocalCluster:
             except subprocess.TimeoutExpired:
                 processes.kill_group(supervisor.pid)
                 supervisor.wait()
+        server.kill()  # private and unpersisted: nothing to save, no reason to wait
         server.stop()

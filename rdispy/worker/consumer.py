@@ -23,6 +23,7 @@ import redis
 from rdispy import connection, defaults, processes, serialization, wire
 from rdispy.errors import JobError, ProtocolError
 from rdispy.keys import CONSUMER_GROUP, Keys
+from rdispy.link import Link, stream_entries
 from rdispy.scripts import Scripts
 from rdispy.worker import runner
 from rdispy.worker.slots import Slots
@@ -97,6 +98,7 @@ class Consumer:
         self._reading = False
         self.parent = os.getppid()
         self.client = connection.connect(config.url)
+        self.link = Link(self.client)
         self.scripts = Scripts(self.client)
         self.functions = FunctionCache(self.client, self.keys)
         self.prefetch = 1
@@ -143,23 +145,26 @@ class Consumer:
         if self.stopping:
             return
         self._reading = True
-        reply: Any
         try:
-            reply = self.client.xreadgroup(
+            reply = self.link.call(
+                "XREADGROUP",
+                "GROUP",
                 CONSUMER_GROUP,
                 self.name,
-                {self.keys.jobs: ">"},
-                count=self.prefetch,
-                block=int(defaults.READ_BLOCK * 1000),
+                "COUNT",
+                self.prefetch,
+                "BLOCK",
+                int(defaults.READ_BLOCK * 1000),
+                "STREAMS",
+                self.keys.jobs,
+                ">",
+                timeout=defaults.READ_BLOCK + defaults.SOCKET_TIMEOUT,
             )
         except _Interrupted:
             return
         finally:
             self._reading = False
-        if not reply:
-            return
-        entries: list[tuple[bytes, dict[bytes, bytes]]] = reply[0][1]
-        entries = self._checked(entries)
+        entries = self._checked(stream_entries(reply))
         if entries:
             self._run_batch(entries)
 
@@ -255,16 +260,17 @@ class Consumer:
     def _flush(self) -> None:
         if not self._publishes:
             return
-        pipe = self.client.pipeline(transaction=False)
+        calls = []
         for eid, client, result in self._publishes:
             job_id = result[b"id"].decode()
             flat = [x for pair in result.items() for x in pair]
-            self.scripts.publish(
-                keys=[self.keys.jobs, self.keys.job(job_id), self.keys.results(client)],
-                args=[CONSUMER_GROUP, eid, self.name, defaults.RESULT_TTL, *flat],
-                client=pipe,
+            calls.append(
+                (
+                    [self.keys.jobs, self.keys.job(job_id), self.keys.results(client)],
+                    [CONSUMER_GROUP, eid, self.name, defaults.RESULT_TTL, *flat],
+                )
             )
-        published = pipe.execute()
+        published = self.link.run_scripts(self.scripts.publish, calls)
         for (_, _, result), ok in zip(self._publishes, published, strict=True):
             if not ok:
                 log.warning(

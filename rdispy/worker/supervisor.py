@@ -35,6 +35,9 @@ from rdispy.worker.slots import Slots
 
 log = logging.getLogger(__name__)
 
+#: Seconds between passes of the supervisor's loop (reaping, respawning, heartbeat due).
+TICK = 0.2
+
 
 @dataclass
 class _Child:
@@ -85,6 +88,7 @@ class Supervisor:
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT (drain) or until the owner process dies."""
         processes.install_stop_handlers(self.on_signal)
+        self.waker = processes.SignalWaker()
         connection.wait_for(
             self.client, self.config.url, self.config.connect_timeout, lambda: self.stopping > 0
         )
@@ -113,7 +117,7 @@ class Supervisor:
                 self._beat()
                 self._settle_lost_nodes()
                 next_beat = time.monotonic() + self.config.heartbeat
-            time.sleep(0.05)
+            self.waker.wait(max(0.0, min(TICK, next_beat - time.monotonic())))
         return self._drain()
 
     def _owner_gone(self) -> bool:
@@ -138,11 +142,14 @@ class Supervisor:
         for child in self.children.values():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child.pid, signal.SIGTERM)
+        next_beat = time.monotonic()
         while self.children:
             self._reap(respawn=False)
+            if self.children and time.monotonic() >= next_beat:
+                self._beat()  # long jobs may still be finishing: stay alive meanwhile
+                next_beat = time.monotonic() + self.config.heartbeat
             if self.children:
-                self._beat()
-                time.sleep(0.05)
+                self.waker.wait(TICK)
         with contextlib.suppress(redis.RedisError):
             deregister(self.client, self.keys, self.record)
         log.info("node %s: drained and deregistered", self.config.name)

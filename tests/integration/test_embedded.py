@@ -19,6 +19,7 @@ CLIENT = textwrap.dedent("""
     print(ex.submit(pow, 2, 5).result(30), flush=True)
     futures = [ex.submit(time.sleep, 60) for _ in range(2)]
     print("ready", flush=True)
+    sys.stdin.readline()  # the test has listed our processes
     {ending}
 """)
 
@@ -32,7 +33,10 @@ def family(pid: int) -> list[psutil.Process]:
 
 def run_client(ending: str) -> tuple[subprocess.Popen[str], list[psutil.Process]]:
     proc = subprocess.Popen(
-        [sys.executable, "-c", CLIENT.format(ending=ending)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", CLIENT.format(ending=ending)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "32"
@@ -42,6 +46,9 @@ def run_client(ending: str) -> tuple[subprocess.Popen[str], list[psutil.Process]
     names = " ".join(" ".join(k.cmdline()) for k in kids)
     assert "valkey-server" in names or "redis-server" in names
     assert len(kids) >= 4  # server, supervisor, two consumers
+    assert proc.stdin is not None
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
     return proc, kids
 
 
