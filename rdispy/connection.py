@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -93,3 +94,21 @@ def wait_for(
             )
             time.sleep(delay)
             delay = min(delay * 2, max_backoff)
+
+
+def eviction_policy(client: redis.Redis, url: str) -> str:
+    """The server's maxmemory-policy ("unknown" where CONFIG is forbidden); warns loudly when
+    it could evict keys, because an evicted job, result or blob is lost silently."""
+    try:
+        reply: Any = client.config_get("maxmemory-policy")
+        policy = str(reply.get("maxmemory-policy", "unknown"))
+    except redis.ResponseError:
+        return "unknown"
+    if policy not in ("noeviction", "unknown"):
+        log.warning(
+            "Redis at %s has maxmemory-policy %s: it may silently evict queued jobs, results and "
+            "function blobs; set it to noeviction (CONFIG SET maxmemory-policy noeviction)",
+            redact(url),
+            policy,
+        )
+    return policy

@@ -27,7 +27,7 @@ import hmac
 import time
 from collections.abc import Mapping
 
-from rdispy.errors import PayloadTooLarge, SignatureError
+from rdispy.errors import PayloadTooLarge, ProtocolError, SignatureError
 
 VERSION = b"1"
 
@@ -104,3 +104,23 @@ class Signer:
 def blob_digest(data: bytes) -> str:
     """Content address of a blob."""
     return hashlib.sha256(data).hexdigest()
+
+
+#: Fields every job entry carries, and the kinds of job a consumer knows how to run.
+JOB_FIELDS = (b"id", b"c", b"fn", b"k", b"p")
+JOB_KINDS = (b"call", b"chunk")
+
+
+def validate_job(fields: Mapping[bytes, bytes]) -> None:
+    """Raise ProtocolError for an entry a consumer must not run (after ``Signer.verify``)."""
+    if fields.get(b"v") != VERSION:
+        raise ProtocolError(f"unknown protocol version {fields.get(b'v')!r}")
+    missing = [f.decode() for f in JOB_FIELDS if not fields.get(f)]
+    if missing:
+        raise ProtocolError(f"job entry lacks {', '.join(missing)}")
+    if fields[b"k"] not in JOB_KINDS:
+        raise ProtocolError(f"unknown job kind {fields[b'k'][:40]!r}")
+    if len(fields[b"fn"]) != 64 or len(fields[b"id"]) > 200 or len(fields[b"c"]) > 200:
+        raise ProtocolError("malformed job id, client id or function digest")
+    if not fields.get(b"r", b"0").isdigit():
+        raise ProtocolError("malformed retry count")

@@ -76,6 +76,7 @@ class Dispatcher:
         self.client = connection.connect(url)
         connection.wait_for(self.client, url, connect_timeout)
         ensure_group(self.client, keys)
+        connection.eviction_policy(self.client, url)
         self.scripts = Scripts(self.client)
         self._seq = itertools.count(1)
         self._functions: dict[int, tuple[Callable[..., Any], str]] = {}

@@ -176,8 +176,7 @@ class Consumer:
         for eid, fields in entries:
             try:
                 self.signer.verify(self.keys.jobs, fields)
-                if fields.get(b"v") != wire.VERSION or b"id" not in fields:
-                    raise ProtocolError(f"unknown entry version {fields.get(b'v')!r}")
+                wire.validate_job(fields)
                 valid.append((eid, fields))
             except ProtocolError as exc:
                 self._dead_letter(eid, fields, str(exc))
@@ -197,6 +196,7 @@ class Consumer:
             maxlen=1000,
             approximate=True,
         )
+        pipe.hincrby(self.keys.counters, "deadletters", 1)
         pipe.xack(self.keys.jobs, CONSUMER_GROUP, eid)
         pipe.xdel(self.keys.jobs, eid)
         pipe.execute()

@@ -95,6 +95,7 @@ class Supervisor:
         if self.stopping:
             return 0
         ensure_group(self.client, self.keys)
+        connection.eviction_policy(self.client, self.config.url)
         self.record.ip = address_seen_by(self.client)
         self._beat()
         for slot in range(self.config.cpus):
