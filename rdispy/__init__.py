@@ -19,6 +19,8 @@ from rdispy.errors import (
     ExecutorBroken,
     JobAbandoned,
     JobError,
+    JobTerminated,
+    JobTimeout,
     NodeLost,
     NoNodesError,
     PayloadTooLarge,
@@ -30,19 +32,31 @@ from rdispy.errors import (
     SignatureError,
     WorkerCrashed,
 )
+from rdispy.worker.context import provisional_result, send_file
+
+#: dispy's names for the same functions, so `import rdispy as dispy` programs run unchanged.
+dispy_provisional_result = provisional_result
+dispy_send_file = send_file
 
 if TYPE_CHECKING:
+    from rdispy.client.cluster import JobCluster
+    from rdispy.client.dispy_job import DispyJob, DispyNode
     from rdispy.client.executor import Executor
-    from rdispy.client.future import RemoteFuture
+    from rdispy.client.future import RemoteFuture, updates
 
 __all__ = [
     "BrokerError",
     "ConfigError",
     "DeserializationError",
+    "DispyJob",
+    "DispyNode",
     "Executor",
     "ExecutorBroken",
     "JobAbandoned",
+    "JobCluster",
     "JobError",
+    "JobTerminated",
+    "JobTimeout",
     "NoNodesError",
     "NodeLost",
     "PayloadTooLarge",
@@ -55,11 +69,20 @@ __all__ = [
     "SignatureError",
     "WorkerCrashed",
     "__version__",
+    "dispy_provisional_result",
+    "dispy_send_file",
+    "provisional_result",
+    "send_file",
+    "updates",
 ]
 
 _LAZY = {
     "Executor": "rdispy.client.executor",
     "RemoteFuture": "rdispy.client.future",
+    "updates": "rdispy.client.future",
+    "JobCluster": "rdispy.client.cluster",
+    "DispyJob": "rdispy.client.dispy_job",
+    "DispyNode": "rdispy.client.dispy_job",
 }
 
 

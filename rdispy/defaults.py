@@ -58,6 +58,9 @@ SOCKET_TIMEOUT = 15.0
 #: Seconds to establish a connection to Redis.
 CONNECT_TIMEOUT = 5.0
 
+#: Seconds a cancelled or timed-out job gets between SIGTERM and SIGKILL of its process group.
+KILL_GRACE = _env_float("RDISPY_KILL_GRACE", 2.0)
+
 #: Longest backoff between attempts to reach Redis (seconds).
 MAX_BACKOFF = 5.0
 #: Seconds a draining consumer gets before it is killed on shutdown of the embedded default.

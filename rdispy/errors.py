@@ -12,6 +12,8 @@
      │    ├── RemoteError             the job raised an exception the client cannot rebuild
      │    ├── ResultTooLarge          the job's result is over the size limit
      │    ├── WorkerCrashed           the consumer process died while running the job
+     │    ├── JobTimeout              (also TimeoutError) the job ran past its timeout
+     │    ├── JobTerminated           the job was cancelled while running and stopped
      │    ├── NodeLost                the node stopped heartbeating while running the job
      │    └── JobAbandoned            the job may not be re-run and its attempt was lost
      ├── NoNodesError                 no node is registered to run jobs
@@ -98,6 +100,14 @@ class WorkerCrashed(JobError):
     def __init__(self, message: str, job_id: str | None = None, exit_status: str = "") -> None:
         super().__init__(message, job_id)
         self.exit_status = exit_status
+
+
+class JobTerminated(JobError):
+    """The job was stopped while running because it was cancelled."""
+
+
+class JobTimeout(JobError, TimeoutError):
+    """The job ran past its timeout and was stopped on its node (not retried)."""
 
 
 class NodeLost(JobError):

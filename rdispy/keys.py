@@ -16,6 +16,7 @@ key                            type     holds                                   
 ``node:<name>``                hash     node record, refreshed by heartbeat         3 heartbeats
 ``nodes``                      zset     node name -> last heartbeat time            pruned
 ``deadletters``                stream   refused entries and the reason              MAXLEN ~1000
+``control``                    stream   signed control messages (cancel)            MAXLEN ~1000
 ``counters``                   hash     cluster-wide counters (deadletters, ...)    a few fields
 =============================  =======  ==========================================  ==============
 """
@@ -77,6 +78,11 @@ class Keys:
     def dead_letters(self) -> str:
         """Capped stream of refused entries (bad signature, unknown version) with the reason."""
         return f"{self.base}:deadletters"
+
+    @property
+    def control(self) -> str:
+        """Signed control messages to nodes (cancel a running job), capped."""
+        return f"{self.base}:control"
 
     @property
     def counters(self) -> str:

@@ -9,11 +9,14 @@ error the next call reconnects.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 import redis
 from redis.commands.core import Script
+
+log = logging.getLogger(__name__)
 
 Command = Sequence[Any]
 Entry = tuple[bytes, dict[bytes, bytes]]
@@ -25,6 +28,7 @@ class Link:
     def __init__(self, client: redis.Redis) -> None:
         self._client = client
         self._conn: Any = client.connection_pool.make_connection()
+        self._unread = 0  # replies of posted commands, read before the next pipeline's
 
     def call(self, *command: Any, timeout: float | None = None) -> Any:
         """Send one command and return its reply (``timeout`` for blocking reads)."""
@@ -39,6 +43,7 @@ class Link:
         conn = self._conn
         try:
             conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+            self._read_posted()
             replies: list[Any] = []
             failure: redis.ResponseError | None = None
             for _ in commands:
@@ -52,10 +57,29 @@ class Link:
                     replies.append(exc)
         except BaseException:
             conn.disconnect()
+            self._unread = 0
             raise
         if failure is not None and raise_on_error:
             raise failure
         return replies
+
+    def post(self, *command: Any) -> None:
+        """Send a command without waiting; its reply is read (and an error logged) later."""
+        try:
+            self._conn.send_packed_command(self._conn.pack_command(*command), check_health=False)
+        except BaseException:
+            self._conn.disconnect()
+            self._unread = 0
+            raise
+        self._unread += 1
+
+    def _read_posted(self) -> None:
+        while self._unread:
+            self._unread -= 1
+            try:
+                self._conn.read_response()
+            except redis.ResponseError as exc:
+                log.warning("a posted command failed: %s", exc)
 
     def script_call(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Command:
         """The EVALSHA command of ``script`` (load it once with ``load``)."""

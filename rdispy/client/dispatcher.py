@@ -22,6 +22,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -32,6 +33,8 @@ from rdispy.errors import (
     BrokerError,
     ExecutorBroken,
     JobError,
+    JobTerminated,
+    JobTimeout,
     NodeLost,
     RdispyError,
     WorkerCrashed,
@@ -45,6 +48,9 @@ log = logging.getLogger(__name__)
 
 #: What waits in the outbox: (blob key, bytes) or (future, job entry fields).
 _Outgoing = tuple[str | RemoteFuture, wire.Fields | bytes]
+
+#: Result-stream kinds that report progress rather than end a job.
+EVENT_KINDS = (b"run", b"prov", b"file")
 
 #: Seconds between checks that the server still holds this client's state.
 CHECK_INTERVAL = 1.0
@@ -63,6 +69,7 @@ class Dispatcher:
         connect_timeout: float = 10.0,
         client_id: str | None = None,
         alive: Callable[[], bool] | None = None,
+        dest_path: str | os.PathLike[str] | None = None,
     ) -> None:
         self.url = url
         self.keys = keys
@@ -70,6 +77,7 @@ class Dispatcher:
         self.max_payload = max_payload
         self.max_retries = max_retries
         self.client_id = client_id or uuid.uuid4().hex[:16]
+        self.dest_path = Path(dest_path or os.getcwd())  # where files sent by jobs land
         self._alive = alive  # health of the nodes this client owns (the embedded default)
         self.broken: ExecutorBroken | None = None
         self.results_key = keys.results(self.client_id)
@@ -113,11 +121,16 @@ class Dispatcher:
         return wire.blob_digest(data), data
 
     def submit(
-        self, fn: Callable[..., Any], calls: Iterable[Any], kind: str = "call"
+        self,
+        fn: Callable[..., Any],
+        calls: Iterable[Any],
+        kind: str = "call",
+        header: dict[str, object] | None = None,
     ) -> list[RemoteFuture]:
         """Queue one job per element of ``calls`` (an ``(args, kwargs)`` pair, or a list of them
         for a map chunk).  Everything is pickled and checked before anything is queued, so a
         bad argument leaves Redis untouched; the function blob goes out just before its first job.
+        ``header`` adds entry fields (timeout, session, events; see ``wire``).
         """
         if self.broken is not None:
             raise self.broken
@@ -140,6 +153,7 @@ class Dispatcher:
                         "p": payload,
                         "r": self.max_retries,
                         "t": repr(time.time()),
+                        **(header or {}),
                     }
                 ),
             )
@@ -247,6 +261,19 @@ class Dispatcher:
         """Cancel every job no consumer has been handed yet."""
         for future in self.pending():
             future.cancel()
+
+    def upload_blob(self, data: bytes) -> str:
+        """Store a blob (a dependency file, a manifest) now; returns its digest."""
+        wire.check_size(data, self.max_payload)
+        digest = wire.blob_digest(data)
+        self.client.set(self.keys.blob(digest), data, nx=True, ex=defaults.BLOB_TTL)
+        self._blob_data[digest] = data
+        return digest
+
+    def stop_running(self, job_id: str) -> None:
+        """Ask the node running ``job_id`` to stop it (SIGTERM, then SIGKILL after a grace)."""
+        fields = self.signer.sign(self.keys.control, wire.encode({"op": "cancel", "id": job_id}))
+        self.client.xadd(self.keys.control, fields, maxlen=1000, approximate=True)  # type: ignore[arg-type]
 
     def _forget(self, job_id: str) -> None:
         self._futures.pop(job_id, None)
@@ -359,18 +386,22 @@ class Dispatcher:
             log.error("ignoring a result entry: %s", exc)
             return
         job_id = fields[b"id"].decode()
+        kind = fields.get(b"k")
+        if kind in EVENT_KINDS:
+            self._event(job_id, kind, fields)
+            return
         self._sent.pop(job_id, None)
         future = self._futures.pop(job_id, None)
         if future is None or future.done():
             log.debug("result for unknown or finished job %s ignored", job_id)
             return
+        future.ip_addr = fields.get(b"ip", b"").decode() or None
         future.node = fields.get(b"node", b"").decode() or None
         future.pid = int(fields[b"pid"]) if b"pid" in fields else None
         future.start_time = float(fields[b"t0"]) if b"t0" in fields else None
         future.end_time = float(fields[b"t1"]) if b"t1" in fields else None
         future.stdout = fields.get(b"out", b"").decode(errors="replace")
         future.stderr = fields.get(b"err", b"").decode(errors="replace")
-        kind = fields.get(b"k")
         try:
             if kind == b"ok":
                 future.set_result(serialization.loads(fields[b"p"], "result", job_id))
@@ -382,6 +413,39 @@ class Dispatcher:
                 future.set_exception(BrokerError(f"job {job_id}: unknown result kind {kind!r}"))
         except RdispyError as exc:
             future.set_exception(exc)
+
+    def _event(self, job_id: str, kind: bytes, fields: dict[bytes, bytes]) -> None:
+        """A job's progress: started ("run"), a provisional result ("prov"), a file ("file")."""
+        future = self._futures.get(job_id)
+        if future is None:
+            return
+        try:
+            if kind == b"run":
+                future.start_time = float(fields.get(b"t0", b"0"))
+                future.notify("run", None)
+            elif kind == b"prov":
+                future.notify(
+                    "prov", serialization.loads(fields[b"p"], "provisional result", job_id)
+                )
+            elif kind == b"file":
+                path = self._save_file(fields, job_id)
+                future.notify("file", path)
+        except (RdispyError, OSError) as exc:
+            log.error("job %s: could not take its %s: %s", job_id, kind.decode(), exc)
+
+    def _save_file(self, fields: dict[bytes, bytes], job_id: str) -> Path:
+        """Write a file a job sent into dest_path, refusing names that would leave it."""
+        name = fields.get(b"name", b"").decode(errors="replace")
+        parts = Path(name).parts
+        if not parts or Path(name).is_absolute() or ".." in parts or "\x00" in name:
+            raise JobError(f"refused file name {name[:80]!r} sent by the job", job_id)
+        target = self.dest_path.joinpath(*parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_symlink():
+            raise JobError(f"refused file {name!r}: a link is in its place", job_id)
+        target.write_bytes(fields.get(b"p", b""))
+        target.chmod(int(fields.get(b"mode", b"420")) & 0o755)
+        return target
 
     # -- closing -------------------------------------------------------------------------------
 
@@ -398,9 +462,15 @@ class Dispatcher:
 
 
 def lost_error(fields: dict[bytes, bytes], job_id: str) -> JobError:
-    """The error of a job whose last permitted attempt died with its consumer or node."""
+    """The error of a job stopped on its node, or whose last permitted attempt died with its
+    consumer or node."""
     why = fields.get(b"why", b"").decode()
+    cause = fields.get(b"cause")
+    if cause == b"timeout":
+        return JobTimeout(why, job_id)
+    if cause == b"cancel":
+        return JobTerminated(why, job_id)
     message = f"{why}; no retries left (raise max_retries to re-run such jobs)"
-    if fields.get(b"cause") == b"node":
+    if cause == b"node":
         return NodeLost(message, job_id)
     return WorkerCrashed(message, job_id, why)

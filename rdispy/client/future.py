@@ -1,22 +1,31 @@
 """RemoteFuture: a concurrent.futures.Future for a job on the cluster.
 
 It behaves exactly like the standard Future (``wait``/``as_completed`` work on it) and adds what a
-dispy user expects to see of a job: its id, node, pid, start/end times and captured output.
+dispy user expects to see of a job: its id, node, pid, start/end times and captured output, and
+the messages it sends while running (``rdispy.updates(future)`` iterates its provisional results).
 ``cancel()`` asks the cluster; it succeeds only while no consumer has taken the job, and then the
 job never runs.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rdispy.client.dispatcher import Dispatcher
 
+#: Called with (future, event kind, value) for "run", "prov" and "file" events.
+EventListener = Callable[["RemoteFuture", str, Any], None]
+
+_END = object()
+
 
 class RemoteFuture(Future[Any]):
-    """The future of one job.  Attributes are filled when its result arrives."""
+    """The future of one job.  Attributes are filled as its events and result arrive."""
 
     def __init__(self, job_id: str, dispatcher: Dispatcher | None) -> None:
         super().__init__()
@@ -24,11 +33,15 @@ class RemoteFuture(Future[Any]):
         self._dispatcher = dispatcher
         self.entry_id: bytes | None = None  # the job's stream entry, once sent
         self.node: str | None = None
+        self.ip_addr: str | None = None
         self.pid: int | None = None
         self.start_time: float | None = None
         self.end_time: float | None = None
         self.stdout: str = ""
         self.stderr: str = ""
+        self._listeners: list[EventListener] = []
+        self._updates: queue.SimpleQueue[Any] | None = None
+        self._updates_lock = threading.Lock()
 
     def cancel(self) -> bool:
         """Cancel the job if no consumer has taken it yet; True means it will never run."""
@@ -38,5 +51,41 @@ class RemoteFuture(Future[Any]):
             return False
         return super().cancel()
 
+    def add_event_listener(self, listener: EventListener) -> None:
+        self._listeners.append(listener)
+
+    def notify(self, kind: str, value: Any) -> None:
+        """Deliver one event from the job (called by the dispatcher's listener thread)."""
+        if kind == "prov":
+            with self._updates_lock:
+                if self._updates is not None:
+                    self._updates.put(value)
+        for listener in self._listeners:
+            listener(self, kind, value)
+
+    def updates(self, timeout: float | None = None) -> Iterator[Any]:
+        """Yield the job's provisional results as they arrive, until it ends.
+
+        Start iterating before the job runs to see them all; ``timeout`` bounds the wait for
+        each next one (TimeoutError).
+        """
+        with self._updates_lock:
+            if self._updates is None:
+                self._updates = queue.SimpleQueue()
+                self.add_done_callback(lambda _: self._updates.put(_END) if self._updates else None)
+        while True:
+            try:
+                value = self._updates.get(timeout=timeout)
+            except queue.Empty:
+                raise TimeoutError(f"no update from job {self.job_id} in {timeout}s") from None
+            if value is _END:
+                return
+            yield value
+
     def __repr__(self) -> str:
         return f"<RemoteFuture job={self.job_id} {super().__repr__().split(' ', 2)[-1]}"
+
+
+def updates(future: RemoteFuture, timeout: float | None = None) -> Iterator[Any]:
+    """Provisional results of a job, as they arrive (``rdispy.provisional_result`` in the job)."""
+    return future.updates(timeout)

@@ -9,13 +9,19 @@ drains, are put back at the end of the queue, uncharged.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import signal
+import sys
+import tempfile
 import time
+import types
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -25,8 +31,9 @@ from rdispy.errors import JobError, ProtocolError
 from rdispy.keys import CONSUMER_GROUP, Keys
 from rdispy.link import Link, stream_entries
 from rdispy.scripts import Scripts
-from rdispy.worker import runner
+from rdispy.worker import context, runner
 from rdispy.worker.slots import Slots
+from rdispy.worker.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +55,8 @@ class ConsumerConfig:
     secret: str | None = None
     max_result: int = defaults.MAX_RESULT
     owner_pid: int | None = None
+    ip: str = "127.0.0.1"
+    workdir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "rdispy-node")
 
 
 def ensure_group(client: redis.Redis, keys: Keys) -> None:
@@ -101,6 +110,8 @@ class Consumer:
         self.link = Link(self.client)
         self.scripts = Scripts(self.client)
         self.functions = FunctionCache(self.client, self.keys)
+        self.workspace = Workspace(self.client, self.keys, config.workdir)
+        self._setups: set[tuple[str, bytes]] = set()
         self.prefetch = 1
         self._publishes: list[tuple[bytes, str, wire.Fields]] = []
 
@@ -224,30 +235,27 @@ class Consumer:
 
     def _execute(self, eid: bytes, fields: dict[bytes, bytes]) -> tuple[bytes, str, wire.Fields]:
         job_id = fields[b"id"].decode()
-        self.slots.start(self.index, eid, time.time())
-        try:
-            fn = self.functions.get(fields[b"fn"], job_id)
-            payload = serialization.loads(fields[b"p"], "arguments", job_id)
-            if fields.get(b"k") == b"chunk":
-                outcome = runner.run(
-                    runner.call_chunk, (fn, payload), {}, job_id, self.config.max_result
-                )
-            else:
-                args, kwargs = payload
-                outcome = runner.run(fn, args, kwargs, job_id, self.config.max_result)
-        except Exception as exc:  # the job could not even be set up: its own error result
-            now = time.time()
-            outcome = runner.Outcome(
-                "exc", serialization.dump_exception(exc, job_id), "", "", now, now
-            )
-        self.slots.finish(self.index)
         client = fields[b"c"].decode()
+        results_key = self.keys.results(client)
+        timeout = float(fields.get(b"to", b"0") or 0)
+        self.slots.start(self.index, eid, fields[b"id"], time.time(), timeout)
+        if fields.get(b"ev"):
+            self._emit(results_key, job_id, {"k": "run", "t0": repr(time.time())}, wait=False)
+        context.set_current(
+            context.JobContext(job_id, self.config.node, partial(self._emit, results_key, job_id))
+        )
+        try:
+            outcome = self._run(fields, job_id)
+        finally:
+            context.set_current(None)
+            self.slots.finish(self.index)
         result = wire.encode(
             {
                 "id": job_id,
                 "k": outcome.kind,
                 "p": outcome.payload,
                 "node": self.config.node,
+                "ip": self.config.ip,
                 "pid": os.getpid(),
                 "t0": repr(outcome.started),
                 "t1": repr(outcome.ended),
@@ -255,7 +263,65 @@ class Consumer:
                 "err": outcome.stderr or None,
             }
         )
-        return eid, client, self.signer.sign(self.keys.results(client), result)
+        return eid, client, self.signer.sign(results_key, result)
+
+    def _run(self, fields: dict[bytes, bytes], job_id: str) -> runner.Outcome:
+        try:
+            fn = self.functions.get(fields[b"fn"], job_id)
+            payload = serialization.loads(fields[b"p"], "arguments", job_id)
+            session = fields.get(b"cl")
+            if session:
+                self._enter_session(session.decode(), fields, fn, job_id)
+            if fields[b"k"] == b"chunk":
+                return runner.run(
+                    runner.call_chunk, (fn, payload), {}, job_id, self.config.max_result
+                )
+            args, kwargs = payload
+            return runner.run(fn, args, kwargs, job_id, self.config.max_result)
+        except Exception as exc:  # the job could not even be set up: its own error result
+            now = time.time()
+            return runner.Outcome(
+                "exc", serialization.dump_exception(exc, job_id), "", "", now, now
+            )
+
+    def _enter_session(
+        self, session: str, fields: dict[bytes, bytes], fn: Callable[..., Any], job_id: str
+    ) -> None:
+        """Run in the cluster session's folder with its dependencies; run its setup once."""
+        folder, names = self.workspace.prepare(session, fields.get(b"dp"), job_id)
+        os.chdir(folder)
+        if str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
+        namespace = getattr(fn, "__globals__", None)
+        if namespace is not None:
+            namespace.update(names)
+        setup = fields.get(b"su")
+        if setup and (session, setup) not in self._setups:
+            setup_fn = self.functions.get(setup, job_id)
+            if namespace is not None and isinstance(setup_fn, types.FunctionType):
+                # dispy's setup defines globals the computation uses: run it in the same namespace
+                setup_fn = types.FunctionType(
+                    setup_fn.__code__,
+                    namespace,
+                    setup_fn.__name__,
+                    setup_fn.__defaults__,
+                    setup_fn.__closure__,
+                )
+            status = setup_fn()
+            if status not in (None, 0):
+                raise JobError(f"setup returned {status!r} on node {self.config.node}", job_id)
+            self._setups.add((session, setup))
+
+    def _emit(
+        self, results_key: str, job_id: str, event: dict[str, Any], wait: bool = True
+    ) -> None:
+        """Publish an event (running, provisional result, file) to the job's client."""
+        fields = self.signer.sign(results_key, wire.encode({"id": job_id, **event}))
+        command = ("XADD", results_key, "*", *itertools.chain(*fields.items()))
+        if wait:
+            self.link.call(*command)
+        else:
+            self.link.post(*command)
 
     def _flush(self) -> None:
         if not self._publishes:

@@ -57,7 +57,12 @@ class Recoverer:
         self.reporter = reporter  # node name written into "lost" results
 
     def settle_consumer(
-        self, consumer: str, running: bytes | None, why: str, cause: str = "crash"
+        self,
+        consumer: str,
+        running: bytes | None,
+        why: str,
+        cause: str = "crash",
+        final: bool = False,
     ) -> int:
         """Settle every pending entry of ``consumer``; ``running`` is the entry it was running
         (None when unknown: then its oldest pending entry is charged).  Returns entries settled."""
@@ -68,12 +73,16 @@ class Recoverer:
         if running is None and ids:
             running = min(ids, key=_stream_order)
         for eid in ids:
-            self.settle_entry(eid, charge=eid == running, why=why, cause=cause)
+            charged = eid == running
+            self.settle_entry(eid, charged, why, cause, final=final and charged)
         self.client.xgroup_delconsumer(self.keys.jobs, CONSUMER_GROUP, consumer)
         return len(ids)
 
-    def settle_entry(self, eid: bytes, charge: bool, why: str, cause: str = "crash") -> int:
-        """Requeue (1) or fail (2) one pending entry; 0 when there was nothing left to do."""
+    def settle_entry(
+        self, eid: bytes, charge: bool, why: str, cause: str = "crash", final: bool = False
+    ) -> int:
+        """Requeue (1) or fail (2) one pending entry; 0 when there was nothing left to do.
+        ``final`` fails it whatever its retries (a job cancelled or timed out while running)."""
         entries: Any = self.client.xrange(self.keys.jobs, eid, eid)
         if not entries:
             self.client.xack(self.keys.jobs, CONSUMER_GROUP, eid)
@@ -101,7 +110,7 @@ class Recoverer:
                     CONSUMER_GROUP,
                     eid,
                     "1" if charge else "0",
-                    fields.get(b"r", b"0"),
+                    -1 if final else fields.get(b"r", b"0"),
                     defaults.RESULT_TTL,
                     *[x for pair in lost.items() for x in pair],
                 ],

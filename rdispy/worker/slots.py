@@ -1,17 +1,29 @@
 """A small shared-memory table between a node's supervisor and its consumers.
 
 Each consumer owns one slot and writes into it, without any Redis round trip: the stream entry
-id of the job it is running (empty when idle), when that job started, and how many jobs it has
-done.  The supervisor reads the slots for heartbeats (busy cores, jobs done) and, when a consumer
-dies, to know which of its entries was running (charged an attempt) and which were only taken.
+and job id it is running (empty when idle), when that job started, its timeout, and how many
+jobs the consumer has done.  The supervisor reads the slots for heartbeats (busy cores, jobs
+done), to enforce timeouts and cancel running jobs, and, when a consumer dies, to know which of
+its entries was running (charged an attempt) and which were only taken.
 """
 
 from __future__ import annotations
 
 import mmap
 import struct
+from dataclasses import dataclass
 
-_FORMAT = struct.Struct("<40sdq")  # entry id, start time, jobs done
+_FORMAT = struct.Struct("<40s200sddq")  # entry id, job id, start time, timeout, jobs done
+
+
+@dataclass(frozen=True)
+class Running:
+    """What one consumer is running."""
+
+    entry_id: bytes
+    job_id: str
+    started: float
+    timeout: float  # seconds; 0 means none
 
 
 class Slots:
@@ -21,29 +33,34 @@ class Slots:
         self.count = count
         self._map = mmap.mmap(-1, _FORMAT.size * max(count, 1))
 
-    def _read(self, index: int) -> tuple[bytes, float, int]:
-        raw, started, done = _FORMAT.unpack_from(self._map, index * _FORMAT.size)
-        return raw.rstrip(b"\x00"), started, done
+    def _read(self, index: int) -> tuple[bytes, bytes, float, float, int]:
+        eid, job, started, timeout, done = _FORMAT.unpack_from(self._map, index * _FORMAT.size)
+        return eid.rstrip(b"\x00"), job.rstrip(b"\x00"), started, timeout, done
 
-    def start(self, index: int, entry_id: bytes, started: float) -> None:
-        _, _, done = self._read(index)
-        _FORMAT.pack_into(self._map, index * _FORMAT.size, entry_id, started, done)
+    def _write(
+        self, index: int, eid: bytes, job: bytes, started: float, timeout: float, done: int
+    ) -> None:
+        _FORMAT.pack_into(self._map, index * _FORMAT.size, eid, job, started, timeout, done)
+
+    def start(
+        self, index: int, entry_id: bytes, job_id: bytes, started: float, timeout: float
+    ) -> None:
+        done = self._read(index)[4]
+        self._write(index, entry_id, job_id, started, timeout, done)
 
     def finish(self, index: int) -> None:
-        _, _, done = self._read(index)
-        _FORMAT.pack_into(self._map, index * _FORMAT.size, b"", 0.0, done + 1)
-
-    def running(self, index: int) -> bytes:
-        """Entry id the consumer in this slot is running, or b''."""
-        return self._read(index)[0]
+        self._write(index, b"", b"", 0.0, 0.0, self._read(index)[4] + 1)
 
     def clear(self, index: int) -> None:
         """Forget a dead consumer's job (its jobs-done count stays)."""
-        _, _, done = self._read(index)
-        _FORMAT.pack_into(self._map, index * _FORMAT.size, b"", 0.0, done)
+        self._write(index, b"", b"", 0.0, 0.0, self._read(index)[4])
+
+    def running(self, index: int) -> Running | None:
+        eid, job, started, timeout, _ = self._read(index)
+        return Running(eid, job.decode(errors="replace"), started, timeout) if eid else None
 
     def busy(self) -> int:
         return sum(1 for i in range(self.count) if self._read(i)[0])
 
     def done(self) -> int:
-        return sum(self._read(i)[2] for i in range(self.count))
+        return sum(self._read(i)[4] for i in range(self.count))

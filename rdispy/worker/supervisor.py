@@ -20,13 +20,17 @@ import contextlib
 import logging
 import os
 import signal
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import redis
 
 from rdispy import connection, defaults, processes, wire
+from rdispy.errors import RdispyError
 from rdispy.keys import Keys
 from rdispy.worker.consumer import ConsumerConfig, consumer_main, ensure_group
 from rdispy.worker.node import NodeRecord, address_seen_by, deregister, heartbeat, live_nodes
@@ -48,6 +52,13 @@ class _Child:
 
 
 @dataclass
+class _Kill:
+    cause: str  # "timeout" or "cancel"
+    why: str
+    sigkill_at: float
+
+
+@dataclass
 class SupervisorConfig:
     url: str
     cpus: int
@@ -58,6 +69,9 @@ class SupervisorConfig:
     owner_pid: int | None = None
     stop_server_with_owner: bool = False
     connect_timeout: float | None = None
+    max_result: int = defaults.MAX_RESULT
+    workdir: Path | None = None  # default: a folder per node name in the temp folder
+    kill_grace: float = defaults.KILL_GRACE
 
 
 class Supervisor:
@@ -73,6 +87,11 @@ class Supervisor:
         self._respawn_at: dict[int, float] = {}
         self._quick_failures: dict[int, int] = {}  # consecutive deaths within 1 s of start
         self._registered = False
+        self._kills: dict[int, _Kill] = {}  # slot -> why its consumer is being stopped
+        self._control_last = b"$"
+        self.signer = wire.Signer(config.secret)
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in config.name)
+        self.workdir = config.workdir or Path(tempfile.gettempdir()) / f"rdispy-node-{safe}"
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -114,6 +133,7 @@ class Supervisor:
                 return self._owner_died()
             self._reap()
             self._respawn_due()
+            self._enforce_limits()
             if time.monotonic() >= next_beat:
                 self._beat()
                 self._settle_lost_nodes()
@@ -163,7 +183,13 @@ class Supervisor:
             ConsumerName(self.config.name, self.record.incarnation, slot, uuid.uuid4().hex[:6])
         )
         cfg = ConsumerConfig(
-            url=self.config.url, keys=self.keys, node=self.config.name, secret=self.config.secret
+            url=self.config.url,
+            keys=self.keys,
+            node=self.config.name,
+            secret=self.config.secret,
+            ip=self.record.ip,
+            workdir=self.workdir,
+            max_result=self.config.max_result,
         )
         self.slots.clear(slot)
         pid = os.fork()
@@ -189,14 +215,16 @@ class Supervisor:
                     child.pid,
                     how,
                 )
-            running = self.slots.running(slot) or b"-"
+            current = self.slots.running(slot)
+            running = current.entry_id if current else b"-"
             self.slots.clear(slot)
+            kill = self._kills.pop(slot, None)
+            why = f"consumer pid {child.pid} on node {self.config.name} {how}"
             try:
-                self.recoverer.settle_consumer(
-                    child.name,
-                    running,
-                    f"consumer pid {child.pid} on node {self.config.name} {how}",
-                )
+                if kill is not None:
+                    self.recoverer.settle_consumer(child.name, running, kill.why, kill.cause, True)
+                else:
+                    self.recoverer.settle_consumer(child.name, running, why)
             except redis.RedisError as exc:
                 # its entries stay pending under its name; the lost-node scan settles them later
                 log.error(
@@ -217,6 +245,50 @@ class Supervisor:
             if when <= now:
                 del self._respawn_at[slot]
                 self._spawn(slot)
+
+    # -- limits and control ----------------------------------------------------------------
+
+    def _enforce_limits(self) -> None:
+        """Stop jobs past their timeout or cancelled by their client; escalate to SIGKILL."""
+        now = time.time()
+        for slot, child in self.children.items():
+            current = self.slots.running(slot)
+            if slot in self._kills:
+                if now >= self._kills[slot].sigkill_at:
+                    processes.kill_group(child.pid, signal.SIGKILL)
+            elif current and current.timeout and now - current.started > current.timeout:
+                self._stop_job(slot, "timeout", f"ran past its timeout of {current.timeout:g}s")
+        try:
+            self._read_control()
+        except redis.RedisError as exc:
+            log.debug("node %s: control stream unreadable: %s", self.config.name, exc)
+
+    def _read_control(self) -> None:
+        reply: Any = self.client.xread({self.keys.control: self._control_last}, count=100)
+        for eid, fields in reply[0][1] if reply else []:
+            self._control_last = eid
+            try:
+                self.signer.verify(self.keys.control, fields)
+            except RdispyError as exc:
+                log.error("node %s: ignoring control message: %s", self.config.name, exc)
+                continue
+            if fields.get(b"op") == b"cancel":
+                job_id = fields.get(b"id", b"").decode()
+                for slot in list(self.children):
+                    current = self.slots.running(slot)
+                    if current and current.job_id == job_id and slot not in self._kills:
+                        self._stop_job(slot, "cancel", "cancelled while running")
+
+    def _stop_job(self, slot: int, cause: str, why: str) -> None:
+        child = self.children[slot]
+        current = self.slots.running(slot)
+        job = current.job_id if current else "?"
+        log.warning(
+            "node %s: job=%s %s; stopping consumer pid %d", self.config.name, job, why, child.pid
+        )
+        grace = time.time() + self.config.kill_grace
+        self._kills[slot] = _Kill(cause, f"{why} on node {self.config.name}", grace)
+        processes.kill_group(child.pid, signal.SIGTERM)
 
     # -- heartbeats ----------------------------------------------------------------------------
 

@@ -1,0 +1,334 @@
+"""dispy's JobCluster on rdispy: ``import rdispy as dispy`` and dispy programs run unchanged.
+
+A JobCluster is one session of the dispatcher that every rdispy client uses: its computation (a
+function, or a path to a program), its ``depends`` (files, modules, functions, classes) and its
+``setup`` travel once as content-addressed blobs; each ``submit`` is one job entry naming them.
+Nodes run the jobs of a session in a folder holding its dependencies, run ``setup`` once per
+consumer before its first job of the session, and report each job's start, provisional results
+and files.  Status callbacks run in one thread per cluster, in the order of each job's events.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import logging
+import os
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from rdispy import defaults, serialization
+from rdispy.client.dispatcher import Dispatcher
+from rdispy.client.dispy_job import DispyJob, DispyNode, exception_text
+from rdispy.client.future import RemoteFuture
+from rdispy.client.local_cluster import LocalCluster
+from rdispy.errors import ConfigError, JobTerminated, NodeLost, WorkerCrashed
+from rdispy.keys import Keys
+from rdispy.worker.node import live_nodes
+from rdispy.worker.programs import run_program
+from rdispy.worker.workspace import check_file_name
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+class JobCluster:
+    """Distribute ``computation`` over the cluster's nodes (dispy's arguments and meanings).
+
+    Arguments dispy uses for its own networking (``ip_addr``, ``port``, ``node_port``,
+    ``ext_ip_addr``, ``ping_interval``, ``keyfile``, ``certfile``, ...) are accepted and have no
+    effect: Redis carries all traffic.  rdispy adds ``redis_url`` (None: the embedded default
+    with ``cpus`` local consumers), ``cluster``, ``max_retries`` and a default job ``timeout``.
+    """
+
+    def __init__(
+        self,
+        computation: Callable[..., Any] | str,
+        nodes: Iterable[Any] | None = None,
+        depends: Iterable[Any] = (),
+        callback: Callable[[DispyJob], None] | None = None,
+        job_status: Callable[[DispyJob], None] | None = None,
+        cluster_status: Callable[[int, DispyNode | None, DispyJob | None], None] | None = None,
+        dest_path: str | os.PathLike[str] | None = None,
+        loglevel: int | None = None,
+        setup: Callable[..., Any] | None = None,
+        cleanup: bool | Callable[..., Any] = True,
+        pulse_interval: float | None = None,
+        reentrant: bool = False,
+        secret: str = "",
+        *,
+        redis_url: str | None = None,
+        cluster: str = defaults.CLUSTER,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+        cpus: int | None = None,
+        **dispy_networking: Any,
+    ) -> None:
+        if nodes:
+            raise ConfigError(
+                "nodes=[...] placement is not available yet in this rdispy version; "
+                "leave nodes unset to use every node of the cluster"
+            )
+        if loglevel is not None:
+            logging.getLogger("rdispy").setLevel(loglevel)
+        for name in dispy_networking:
+            log.debug("JobCluster: dispy option %s has no effect on rdispy", name)
+        self.callback, self.job_status, self.cluster_status = callback, job_status, cluster_status
+        self.timeout = timeout
+        self._program = ""
+        self.session = uuid.uuid4().hex[:16]
+        keys = Keys(cluster)
+        self._local: LocalCluster | None = None
+        if redis_url is None:
+            self._local = LocalCluster(cpus or os.cpu_count() or 1, keys, secret or None)
+            redis_url = self._local.url
+        retries = (
+            max_retries if max_retries is not None else (defaults.MAX_RETRIES if reentrant else 0)
+        )
+        self._dispatcher = Dispatcher(
+            redis_url,
+            keys,
+            secret or None,
+            max_retries=retries,
+            alive=self._local.alive if self._local else None,
+            dest_path=dest_path,
+        )
+        self._function, files, names = self._computation(computation)
+        self._header: dict[str, object] = {"ev": 1, "cl": self.session}
+        for item in depends:
+            self._depend(item, files, names)
+        if files or names:
+            manifest = serialization.dumps({"files": files, "globals": names}, "depends")
+            self._header["dp"] = self._dispatcher.upload_blob(manifest)
+        if setup is not None:
+            self._header["su"] = self._dispatcher.upload_blob(serialization.dumps(setup, "setup"))
+        self._jobs: list[DispyJob] = []
+        self._ids = itertools.count(1)
+        self._events: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._notifier = threading.Thread(
+            target=self._notify_loop, name="rdispy-callbacks", daemon=True
+        )
+        self._notifier.start()
+        self._started = time.time()
+        self._closed = False
+
+    # -- building the session ------------------------------------------------------------------
+
+    def _computation(
+        self, computation: Callable[..., Any] | str
+    ) -> tuple[Callable[..., Any], list[Any], dict[str, Any]]:
+        if callable(computation):
+            return computation, [], {}
+        path = Path(computation)
+        if not path.is_file():
+            raise ConfigError(
+                f"computation {computation!r} is neither a function nor a program file"
+            )
+        name = check_file_name(path.name)
+        self._program = name
+        return run_program, [self._file_entry(path)], {}
+
+    def _file_entry(self, path: Path) -> tuple[str, str, int]:
+        data = path.read_bytes()
+        return (check_file_name(path.name), self._dispatcher.upload_blob(data), path.stat().st_mode)
+
+    def _depend(self, item: Any, files: list[Any], names: dict[str, Any]) -> None:
+        if isinstance(item, (str, os.PathLike)):
+            files.append(self._file_entry(Path(item)))
+        elif isinstance(item, ModuleType):
+            source = getattr(item, "__file__", None)
+            if not source or Path(source).name == "__init__.py":
+                raise ConfigError(f"module {item.__name__} in depends must be a single .py file")
+            files.append(self._file_entry(Path(source)))
+        elif inspect.isfunction(item) or inspect.isclass(item):
+            names[item.__name__] = item
+        else:
+            raise ConfigError(
+                f"cannot send {item!r} in depends: give a path, module, function or class"
+            )
+
+    # -- jobs ------------------------------------------------------------------------------------
+
+    def submit(self, *args: Any, **kwargs: Any) -> DispyJob:
+        """Run the computation with these arguments on some node; returns its DispyJob."""
+        return self._submit(args, kwargs, self.timeout)
+
+    def submit_timeout(self, timeout: float, *args: Any, **kwargs: Any) -> DispyJob:
+        """As ``submit``, with a timeout for this job: past it the job is stopped on its node."""
+        return self._submit(args, kwargs, timeout)
+
+    def _submit(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None
+    ) -> DispyJob:
+        if self._closed:
+            raise RuntimeError("cluster is closed")
+        job = DispyJob(next(self._ids), args, kwargs)
+        call_args = (self._program, *args) if self._function is run_program else args
+        header = dict(self._header, to=timeout) if timeout else self._header
+        future = self._dispatcher.submit(self._function, [(call_args, kwargs)], header=header)[0]
+        job._future = future
+        future.add_event_listener(lambda f, kind, value: self._on_event(job, kind, value))
+        future.add_done_callback(lambda f: self._on_done(job, f))
+        self._jobs.append(job)
+        return job
+
+    def _on_event(self, job: DispyJob, kind: str, value: Any) -> None:
+        future = job._future
+        if kind == "run":
+            job.start_time = future.start_time
+            self._events.put((job, DispyJob.Running, None))
+        elif kind == "prov":
+            self._events.put((job, DispyJob.ProvisionalResult, value))
+
+    def _on_done(self, job: DispyJob, future: Future[Any]) -> None:
+        assert isinstance(future, RemoteFuture)
+        job.start_time = future.start_time or job.start_time
+        job.end_time = future.end_time or time.time()
+        job.ip_addr, job.node = future.ip_addr, future.node
+        job.stdout, job.stderr = future.stdout, future.stderr
+        if future.cancelled():
+            status = DispyJob.Cancelled
+        elif (error := future.exception()) is not None:
+            job.exception = exception_text(error)
+            status = DispyJob.Terminated
+            if isinstance(error, NodeLost | WorkerCrashed):
+                status = DispyJob.Abandoned
+            elif isinstance(error, JobTerminated):
+                status = DispyJob.Terminated
+        else:
+            job.result = future.result()
+            status = DispyJob.Finished
+        self._events.put((job, status, job.result))
+
+    def _notify_loop(self) -> None:
+        """One thread per cluster runs the callbacks, in the order each job's events came."""
+        while True:
+            item = self._events.get()
+            if item is _STOP:
+                return
+            job, status, value = item
+            job.status = status
+            if status == DispyJob.ProvisionalResult:
+                job.result = value
+            try:
+                if self.job_status and status != DispyJob.ProvisionalResult:
+                    self.job_status(job)
+                if self.callback and status not in (DispyJob.Running,):
+                    self.callback(job)
+                if self.cluster_status:
+                    self.cluster_status(status, None, job)
+            except Exception:
+                log.exception("callback for job %s failed", job.id)
+            if status in (
+                DispyJob.Finished,
+                DispyJob.Cancelled,
+                DispyJob.Terminated,
+                DispyJob.Abandoned,
+            ):
+                job.finish.set()
+
+    def cancel(self, job: DispyJob) -> int:
+        """Cancel a job: a queued one never runs (Cancelled); a running one is stopped on its node
+        (Terminated).  Returns 0, or -1 if it had already ended."""
+        future: RemoteFuture = job._future
+        if future.done():
+            return -1
+        if not future.cancel():
+            self._dispatcher.stop_running(future.job_id)
+        return 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until every submitted job has ended; False if ``timeout`` passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for job in list(self._jobs):
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not job.finish.wait(remaining):
+                return False
+        return True
+
+    # -- reporting -------------------------------------------------------------------------------
+
+    def nodes(self) -> list[DispyNode]:
+        """The cluster's live nodes."""
+        return [
+            DispyNode(
+                name=rec["name"],
+                ip_addr=rec.get("ip", ""),
+                cpus=int(rec.get("cpus", 0)),
+                avail_cpus=int(rec.get("cpus", 0)) - int(rec.get("busy", 0)),
+                busy=int(rec.get("busy", 0)),
+                jobs_done=int(rec.get("done", 0)),
+                platform=rec.get("platform", ""),
+            )
+            for rec in live_nodes(self._dispatcher.client, self._dispatcher.keys)
+        ]
+
+    def stats(self) -> dict[str, Any]:
+        """Jobs and node time per node, total job time, wall time and speedup."""
+        per_node: dict[str, dict[str, float]] = {}
+        for job in self._jobs:
+            if job.status == DispyJob.Finished and job.node and job.start_time and job.end_time:
+                entry = per_node.setdefault(job.node, {"jobs": 0, "cpu_time": 0.0})
+                entry["jobs"] += 1
+                entry["cpu_time"] += job.end_time - job.start_time
+        total = sum(n["cpu_time"] for n in per_node.values())
+        wall = time.time() - self._started
+        return {
+            "nodes": per_node,
+            "job_time": total,
+            "wall_time": wall,
+            "speedup": total / wall if wall > 0 else 0.0,
+        }
+
+    def print_status(self, wall_time: float | None = None) -> None:
+        """dispy's table: per node, its cores, jobs done, seconds per job and node time."""
+        stats = self.stats()
+        cpus = {n.name: n.cpus for n in self.nodes()}
+        print()
+        print("                           Node |  CPUs |    Jobs |    Sec/Job | Node Time Sec")
+        print("------------------------------------------------------------------------------")
+        for name, entry in sorted(stats["nodes"].items()):
+            jobs, node_time = int(entry["jobs"]), entry["cpu_time"]
+            print(
+                f" {name[:30]:>30} | {cpus.get(name, 0):5} | {jobs:7} | {node_time / jobs:10.3f} "
+                f"| {node_time:13.3f}"
+            )
+        wall = wall_time if wall_time is not None else stats["wall_time"]
+        print()
+        print(
+            f"Total job time: {stats['job_time']:.3f} sec, wall time: {wall:.3f} sec, "
+            f"speedup: {stats['job_time'] / wall if wall else 0:.3f}"
+        )
+        print()
+
+    # -- closing ---------------------------------------------------------------------------------
+
+    def close(self, timeout: float | None = None, terminate: bool = False) -> None:
+        """Wait for the jobs (or cancel them with ``terminate``), then release everything."""
+        if self._closed:
+            return
+        if terminate:
+            for job in self._jobs:
+                self.cancel(job)
+        self.wait(timeout)
+        self._closed = True
+        self._dispatcher.close()
+        self._events.put(_STOP)
+        if threading.current_thread() is not self._notifier:
+            self._notifier.join(5)
+        if self._local is not None:
+            self._local.close(drain=not terminate)
+
+    def __enter__(self) -> JobCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

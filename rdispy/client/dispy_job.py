@@ -1,0 +1,95 @@
+"""dispy's job and node objects, fed by rdispy's futures.
+
+``DispyJob`` keeps dispy's attributes and status constants, so code written for dispy reads it
+unchanged: ``job()`` waits and returns the result, ``job.status``, ``job.stdout``,
+``job.exception`` (traceback text), ``job.ip_addr``, ``job.start_time`` and so on.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class DispyJob:
+    """One job of a JobCluster.  ``id`` may be set by the user; the rest is read-only."""
+
+    Created = 5
+    Running = 6
+    ProvisionalResult = 7
+    Cancelled = 8
+    Terminated = 9
+    Abandoned = 10
+    Finished = 11
+
+    def __init__(self, job_id: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.id = job_id
+        self.args = args
+        self.kwargs = kwargs
+        self.result: Any = None
+        self.stdout: str | None = None
+        self.stderr: str | None = None
+        self.exception: str | None = None
+        self.status = DispyJob.Created
+        self.ip_addr: str | None = None
+        self.node: str | None = None
+        self.submit_time = time.time()
+        self.start_time: float | None = None
+        self.end_time: float | None = None
+        self.finish = threading.Event()
+        self._future: Any = None
+
+    def __call__(self, clear: bool = False, timeout: float | None = None) -> Any:
+        """Wait for the job to end and return its result (None if it failed)."""
+        if not self.finish.wait(timeout):
+            raise TimeoutError(f"job {self.id} did not finish in {timeout}s")
+        result = self.result
+        if clear:
+            self.result = None
+        return result
+
+    def __lt__(self, other: DispyJob) -> bool:
+        return id(self) < id(other)
+
+    def __repr__(self) -> str:
+        return f"<DispyJob id={self.id!r} status={status_name(self.status)}>"
+
+
+def status_name(status: int) -> str:
+    for name in (
+        "Created",
+        "Running",
+        "ProvisionalResult",
+        "Cancelled",
+        "Terminated",
+        "Abandoned",
+        "Finished",
+    ):
+        if getattr(DispyJob, name) == status:
+            return name
+    return str(status)
+
+
+def exception_text(exc: BaseException) -> str:
+    """The traceback text dispy keeps in ``job.exception`` (the remote one when there is one)."""
+    cause = exc.__cause__
+    local = "".join(traceback.format_exception_only(type(exc), exc))
+    return f"{cause}\n{local}" if cause is not None else local
+
+
+@dataclass
+class DispyNode:
+    """A node as dispy describes it (built from rdispy's node record)."""
+
+    name: str
+    ip_addr: str
+    cpus: int
+    avail_cpus: int
+    busy: int = 0
+    jobs_done: int = 0
+    cpu_time: float = 0.0
+    update_time: float = field(default_factory=time.time)
+    platform: str = ""
