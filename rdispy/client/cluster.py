@@ -194,6 +194,7 @@ class JobCluster:
         job.end_time = future.end_time or time.time()
         job.ip_addr, job.node = future.ip_addr, future.node
         job.stdout, job.stderr = future.stdout, future.stderr
+        result = None
         if future.cancelled():
             status = DispyJob.Cancelled
         elif (error := future.exception()) is not None:
@@ -204,9 +205,9 @@ class JobCluster:
             elif isinstance(error, JobTerminated):
                 status = DispyJob.Terminated
         else:
-            job.result = future.result()
+            result = future.result()
             status = DispyJob.Finished
-        self._events.put((job, status, job.result))
+        self._events.put((job, status, result))
 
     def _notify_loop(self) -> None:
         """One thread per cluster runs the callbacks, in the order each job's events came."""
@@ -216,7 +217,7 @@ class JobCluster:
                 return
             job, status, value = item
             job.status = status
-            if status == DispyJob.ProvisionalResult:
+            if status in (DispyJob.ProvisionalResult, DispyJob.Finished):
                 job.result = value
             try:
                 if self.job_status and status != DispyJob.ProvisionalResult:

@@ -88,7 +88,7 @@ class Supervisor:
         self._quick_failures: dict[int, int] = {}  # consecutive deaths within 1 s of start
         self._registered = False
         self._kills: dict[int, _Kill] = {}  # slot -> why its consumer is being stopped
-        self._control_last = b"$"
+        self._control_last: bytes | None = None  # last control message seen
         self.signer = wire.Signer(config.secret)
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in config.name)
         self.workdir = config.workdir or Path(tempfile.gettempdir()) / f"rdispy-node-{safe}"
@@ -264,6 +264,9 @@ class Supervisor:
             log.debug("node %s: control stream unreadable: %s", self.config.name, exc)
 
     def _read_control(self) -> None:
+        if self._control_last is None:  # start after whatever was sent before we came up
+            newest: Any = self.client.xrevrange(self.keys.control, count=1)
+            self._control_last = newest[0][0] if newest else b"0-0"
         reply: Any = self.client.xread({self.keys.control: self._control_last}, count=100)
         for eid, fields in reply[0][1] if reply else []:
             self._control_last = eid

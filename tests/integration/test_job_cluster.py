@@ -1,0 +1,273 @@
+"""dispy's JobCluster API on rdispy, against two `rdispy worker` nodes and the embedded default."""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import rdispy as dispy
+
+pytestmark = pytest.mark.integration
+
+
+def compute(n):
+    import socket
+
+    time.sleep(n)
+    return socket.gethostname(), n
+
+
+@pytest.fixture
+def cluster_args(redis_url, cluster, start_worker):
+    start_worker(redis_url, 1, "node-a")
+    start_worker(redis_url, 1, "node-b")
+    return {"redis_url": redis_url, "cluster": cluster}
+
+
+def test_dispy_tutorial_runs_unchanged_but_for_the_import(cluster_args):
+    cluster = dispy.JobCluster(compute, **cluster_args)
+    jobs = []
+    for i in range(8):
+        job = cluster.submit(i % 3 * 0.05)
+        job.id = i
+        jobs.append(job)
+    for job in jobs:
+        host, n = job()
+        assert n == job.id % 3 * 0.05
+        assert job.status == dispy.DispyJob.Finished
+        assert job.ip_addr == "127.0.0.1" and job.node in ("node-a", "node-b")
+        assert job.submit_time <= job.start_time <= job.end_time
+    assert {job.node for job in jobs} == {"node-a", "node-b"}
+    stats = cluster.stats()
+    assert sum(n["jobs"] for n in stats["nodes"].values()) == 8
+    cluster.close()
+
+
+def test_status_constants_have_dispys_values():
+    job = dispy.DispyJob
+    assert (
+        job.Created,
+        job.Running,
+        job.ProvisionalResult,
+        job.Cancelled,
+        job.Terminated,
+        job.Abandoned,
+        job.Finished,
+    ) == (5, 6, 7, 8, 9, 10, 11)
+
+
+def test_job_timeout_on_call_and_exception_text(cluster_args):
+    def fails(x):
+        print("about to fail")
+        raise ValueError(f"bad {x}")
+
+    with dispy.JobCluster(fails, **cluster_args) as cluster:
+        job = cluster.submit(3)
+        with pytest.raises(TimeoutError):
+            dispy.JobCluster.__init__  # noqa: B018 - the cluster stays usable
+            cluster.submit_timeout(5, 0)(timeout=0.0001)
+        assert job() is None
+        assert job.status == dispy.DispyJob.Terminated
+        assert "ValueError: bad 3" in job.exception and "fails" in job.exception
+        assert job.stdout == "about to fail\n"
+
+
+def test_callbacks_run_in_one_thread_in_status_order(cluster_args):
+    seen: dict[object, list[int]] = {}
+    threads = set()
+
+    def provisional(n):
+        for i in range(3):
+            dispy.provisional_result(i)
+        return n * 10
+
+    def callback(job):
+        threads.add(threading.current_thread().name)
+        seen.setdefault(job.id, []).append(job.status)
+
+    with dispy.JobCluster(provisional, callback=callback, job_status=callback, **cluster_args) as c:
+        jobs = [c.submit(i) for i in range(4)]
+        assert [job() for job in jobs] == [0, 10, 20, 30]
+        c.wait()
+    time.sleep(0.2)
+    assert len(threads) == 1
+    for job in jobs:
+        statuses = seen[job.id]
+        assert statuses[-1] == dispy.DispyJob.Finished
+        assert statuses.count(dispy.DispyJob.ProvisionalResult) == 3
+        if dispy.DispyJob.Running in statuses:
+            assert statuses.index(dispy.DispyJob.Running) < statuses.index(
+                dispy.DispyJob.ProvisionalResult
+            )
+
+
+def test_provisional_results_reach_executor_futures_in_order(redis_url, cluster, start_worker):
+    start_worker(redis_url, 1)
+
+    def stages():
+        for i in range(5):
+            dispy.provisional_result(i)
+            time.sleep(0.05)
+        return "end"
+
+    with dispy.Executor(redis_url, cluster=cluster) as ex:
+        future = ex.submit(stages)
+        assert list(dispy.updates(future, timeout=30)) == [0, 1, 2, 3, 4]
+        assert future.result() == "end"
+
+
+def test_cancel_queued_job_never_runs_and_running_job_is_terminated(cluster_args, tmp_path):
+    ledger = tmp_path / "ledger"
+
+    def busy(tag, seconds):
+        with open(ledger, "a") as f:
+            f.write(f"{tag} {os.getpid()}\n")
+        time.sleep(seconds)
+        return tag
+
+    with dispy.JobCluster(busy, **cluster_args) as c:
+        running = [c.submit(f"r{i}", 60) for i in range(2)]
+        deadline = time.monotonic() + 20
+        while (
+            not ledger.exists() or len(ledger.read_text().split("\n")) < 3
+        ) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        queued = c.submit("q", 0)
+        assert c.cancel(queued) == 0
+        started = time.monotonic()
+        for job in running:
+            assert c.cancel(job) == 0
+        for job in running:
+            assert job(timeout=20) is None
+            assert job.status == dispy.DispyJob.Terminated
+        assert time.monotonic() - started < 15
+        assert queued(timeout=10) is None and queued.status == dispy.DispyJob.Cancelled
+        after = c.submit("after", 0)
+        assert after(timeout=30) == "after"  # replacement consumers serve
+    tags = [line.split()[0] for line in ledger.read_text().splitlines()]
+    assert "q" not in tags and tags.count("r0") == 1
+
+
+def test_per_job_timeout_kills_the_job_and_its_grandchildren(cluster_args, tmp_path):
+    pidfile = tmp_path / "grandchild"
+
+    def hang(path):
+        import signal
+        import subprocess
+
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # it will take SIGKILL
+        child = subprocess.Popen(["sleep", "600"])
+        Path(path).write_text(str(child.pid))
+        while True:
+            pass
+
+    with dispy.JobCluster(hang, timeout=1.0, **cluster_args) as c:
+        job = c.submit(str(pidfile))
+        assert job(timeout=30) is None
+        assert job.status == dispy.DispyJob.Terminated
+        assert "timeout" in job.exception
+        grandchild = int(pidfile.read_text())
+        import psutil
+
+        deadline = time.monotonic() + 10
+        while psutil.pid_exists(grandchild) and time.monotonic() < deadline:
+            if psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE:
+                break
+            time.sleep(0.05)
+        assert not psutil.pid_exists(grandchild) or psutil.Process(grandchild).status() == "zombie"
+
+
+def test_executor_job_timeout_is_a_timeout_error(redis_url, cluster, start_worker):
+    start_worker(redis_url, 1)
+    with dispy.Executor(redis_url, cluster=cluster) as ex:
+        future = ex._dispatcher.submit(time.sleep, [((30,), {})], header={"to": 0.5})[0]
+        with pytest.raises(TimeoutError, match="timeout"):
+            future.result(30)
+
+
+def test_depends_files_modules_functions_and_setup_globals(cluster_args, tmp_path):
+    data = tmp_path / "data.csv"
+    data.write_text("1,2,3\n")
+    helper = tmp_path / "helpermod_rdispy_test.py"
+    helper.write_text("def triple(x):\n    return 3 * x\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import helpermod_rdispy_test
+    finally:
+        sys.path.remove(str(tmp_path))
+
+    def double(x):
+        return 2 * x
+
+    def setup():
+        global shared
+        shared = 100
+        return 0
+
+    def compute_with_deps(n):
+        import helpermod_rdispy_test as h
+
+        with open("data.csv") as f:
+            total = sum(int(v) for v in f.read().split(","))
+        return total + double(n) + h.triple(n) + shared  # noqa: F821 - defined by setup
+
+    with dispy.JobCluster(
+        compute_with_deps,
+        depends=[str(data), helpermod_rdispy_test, double],
+        setup=setup,
+        **cluster_args,
+    ) as c:
+        jobs = [c.submit(i) for i in range(4)]
+        assert [job() for job in jobs] == [6 + 5 * i + 100 for i in range(4)]
+        # a changed file is a new blob: a new cluster sees the new content, never a stale copy
+    data.write_text("10,20\n")
+    with dispy.JobCluster(
+        compute_with_deps,
+        depends=[str(data), helpermod_rdispy_test, double],
+        setup=setup,
+        **cluster_args,
+    ) as c:
+        assert c.submit(0)() == 30 + 100
+
+
+def test_program_computation_runs_with_arguments(cluster_args, tmp_path):
+    program = tmp_path / "prog.py"
+    program.write_text(
+        textwrap.dedent("""
+        import sys
+        print("args", " ".join(sys.argv[1:]))
+        print("warn", file=sys.stderr)
+        sys.exit(int(sys.argv[1]))
+    """)
+    )
+    with dispy.JobCluster(str(program), **cluster_args) as c:
+        ok, bad = c.submit(0, "x"), c.submit(3, "y")
+        assert ok() == 0 and ok.stdout == "args 0 x\n" and ok.stderr == "warn\n"
+        assert bad() == 3 and bad.stdout == "args 3 y\n"
+
+
+def test_send_file_lands_in_dest_path(cluster_args, tmp_path):
+    dest = tmp_path / "dest"
+
+    def produce(n):
+        with open(f"out-{n}.txt", "w") as f:
+            f.write(f"result {n}")
+        dispy.send_file(f"out-{n}.txt")
+        return n
+
+    with dispy.JobCluster(produce, dest_path=str(dest), **cluster_args) as c:
+        jobs = [c.submit(i) for i in range(3)]
+        assert [job() for job in jobs] == [0, 1, 2]
+    assert sorted(p.name for p in dest.iterdir()) == ["out-0.txt", "out-1.txt", "out-2.txt"]
+    assert (dest / "out-2.txt").read_text() == "result 2"
+
+
+def test_embedded_default_job_cluster():
+    with dispy.JobCluster(compute, cpus=2) as c:
+        assert c.submit(0)()[1] == 0
