@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from rdispy.client.dispy_job import DispyJob, DispyNode
     from rdispy.client.executor import Executor
     from rdispy.client.future import RemoteFuture, updates
+    from rdispy.scheduler.placement import NodeAllocate
 
 __all__ = [
     "BrokerError",
@@ -58,6 +59,7 @@ __all__ = [
     "JobTerminated",
     "JobTimeout",
     "NoNodesError",
+    "NodeAllocate",
     "NodeLost",
     "PayloadTooLarge",
     "ProtocolError",
@@ -81,6 +83,7 @@ _LAZY = {
     "RemoteFuture": "rdispy.client.future",
     "updates": "rdispy.client.future",
     "JobCluster": "rdispy.client.cluster",
+    "NodeAllocate": "rdispy.scheduler.placement",
     "DispyJob": "rdispy.client.dispy_job",
     "DispyNode": "rdispy.client.dispy_job",
 }

@@ -8,6 +8,7 @@ key                            type     holds                                   
 =============================  =======  ==========================================  ==============
 ``jobs``                       stream   job envelopes, read by group ``consumers``  entry deleted
                                                                                     when acked
+``node:<name>:jobs``           stream   jobs placed on one node (same group)        as ``jobs``
 ``results:<client>``           stream   results/events for one client               read entries
                                                                                     deleted; TTL
 ``job:<job id>``               hash     state (st), attempt token (a), count (n)    JOB_TTL
@@ -53,6 +54,10 @@ class Keys:
     def jobs(self) -> str:
         """Shared job stream, read by all consumers through CONSUMER_GROUP."""
         return f"{self.base}:jobs"
+
+    def node_jobs(self, node: str) -> str:
+        """A node's own job stream: jobs placed on it, read before the shared stream."""
+        return f"{self.base}:node:{node}:jobs"
 
     def results(self, client_id: str) -> str:
         """Result and event stream of one client."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -19,7 +20,15 @@ from redis.commands.core import Script
 log = logging.getLogger(__name__)
 
 Command = Sequence[Any]
-Entry = tuple[bytes, dict[bytes, bytes]]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One stream entry and the stream it came from."""
+
+    stream: str
+    eid: bytes
+    fields: dict[bytes, bytes]
 
 
 class Link:
@@ -101,15 +110,22 @@ class Link:
         self._conn.disconnect()
 
 
-def stream_entries(reply: Any) -> list[Entry]:
-    """Entries of the first stream in a raw XREAD/XREADGROUP reply (RESP2 or RESP3)."""
+def all_stream_entries(reply: Any) -> list[Entry]:
+    """Entries of every stream in a raw XREAD/XREADGROUP reply, in reply order."""
     if not reply:
         return []
-    streams = list(reply.values()) if isinstance(reply, dict) else [s[1] for s in reply]
+    pairs = list(reply.items()) if isinstance(reply, dict) else [(s[0], s[1]) for s in reply]
     entries: list[Entry] = []
-    for eid, flat in streams[0]:
-        if flat is None:  # an entry deleted while pending
-            continue
-        it = iter(flat)
-        entries.append((eid, dict(zip(it, it, strict=True))))
+    for stream, items in pairs:
+        name = stream.decode() if isinstance(stream, bytes) else str(stream)
+        for eid, flat in items:
+            if flat is None:  # an entry deleted while pending
+                continue
+            it = iter(flat)
+            entries.append(Entry(name, eid, dict(zip(it, it, strict=True))))
     return entries
+
+
+def stream_entries(reply: Any) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    """(id, fields) of the entries in a raw XREAD reply on a single stream."""
+    return [(entry.eid, entry.fields) for entry in all_stream_entries(reply)]

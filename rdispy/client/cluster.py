@@ -29,8 +29,10 @@ from rdispy.client.dispatcher import Dispatcher
 from rdispy.client.dispy_job import DispyJob, DispyNode, exception_text
 from rdispy.client.future import RemoteFuture
 from rdispy.client.local_cluster import LocalCluster
-from rdispy.errors import ConfigError, JobTerminated, NodeLost, WorkerCrashed
+from rdispy.errors import ConfigError, JobTerminated, NodeLost, NoNodesError, WorkerCrashed
 from rdispy.keys import Keys
+from rdispy.scheduler import placement
+from rdispy.scheduler.placement import NodeLoad
 from rdispy.worker.node import live_nodes
 from rdispy.worker.programs import run_program
 from rdispy.worker.workspace import check_file_name
@@ -70,19 +72,19 @@ class JobCluster:
         max_retries: int | None = None,
         timeout: float | None = None,
         cpus: int | None = None,
+        node_wait: float = 10.0,
         **dispy_networking: Any,
     ) -> None:
-        if nodes:
-            raise ConfigError(
-                "nodes=[...] placement is not available yet in this rdispy version; "
-                "leave nodes unset to use every node of the cluster"
-            )
         if loglevel is not None:
             logging.getLogger("rdispy").setLevel(loglevel)
         for name in dispy_networking:
             log.debug("JobCluster: dispy option %s has no effect on rdispy", name)
         self.callback, self.job_status, self.cluster_status = callback, job_status, cluster_status
         self.timeout = timeout
+        self.node_wait = node_wait
+        self._selectors: list[Any] | None = list(nodes) if nodes else None
+        self._loads: tuple[float, list[NodeLoad]] = (0.0, [])
+        self._placed: dict[str, int] = {}  # jobs placed per node since the last load snapshot
         self._program = ""
         self.session = uuid.uuid4().hex[:16]
         keys = Keys(cluster)
@@ -119,6 +121,7 @@ class JobCluster:
         self._notifier.start()
         self._started = time.time()
         self._closed = False
+        self._dispatcher.periodic.append(self._rescue_stranded)
 
     # -- building the session ------------------------------------------------------------------
 
@@ -165,14 +168,28 @@ class JobCluster:
         """As ``submit``, with a timeout for this job: past it the job is stopped on its node."""
         return self._submit(args, kwargs, timeout)
 
+    def submit_node(self, node: DispyNode | str, *args: Any, **kwargs: Any) -> DispyJob:
+        """Run the computation on this node (a DispyNode, name or IP address)."""
+        target = node.name if isinstance(node, DispyNode) else str(node)
+        return self._submit(args, kwargs, self.timeout, [target], pinned=True)
+
     def _submit(
-        self, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float | None,
+        selectors: list[Any] | None = None,
+        pinned: bool = False,
     ) -> DispyJob:
         if self._closed:
             raise RuntimeError("cluster is closed")
         job = DispyJob(next(self._ids), args, kwargs)
         call_args = (self._program, *args) if self._function is run_program else args
-        header = dict(self._header, to=timeout) if timeout else self._header
+        header = dict(self._header, to=timeout) if timeout else dict(self._header)
+        selectors = selectors or self._selectors
+        if selectors:
+            header["nd"] = self._place(selectors)
+            job._selectors, job._pinned = selectors, pinned
         future = self._dispatcher.submit(self._function, [(call_args, kwargs)], header=header)[0]
         job._future = future
         future.add_event_listener(lambda f, kind, value: self._on_event(job, kind, value))
@@ -180,10 +197,82 @@ class JobCluster:
         self._jobs.append(job)
         return job
 
+    # -- placement -------------------------------------------------------------------------------
+
+    def _node_loads(self) -> list[NodeLoad]:
+        """Live nodes and their load, refreshed at most every 0.25 s."""
+        taken, loads = self._loads
+        if time.monotonic() - taken < 0.25:
+            return loads
+        records = live_nodes(self._dispatcher.client, self._dispatcher.keys)
+        pipe = self._dispatcher.client.pipeline(transaction=False)
+        for rec in records:
+            pipe.xlen(self._dispatcher.keys.node_jobs(rec["name"]))
+        loads = [
+            NodeLoad(
+                rec["name"],
+                rec.get("ip", ""),
+                int(rec.get("cpus", 1)),
+                int(rec.get("busy", 0)),
+                int(queued),
+                rec.get("platform", ""),
+            )
+            for rec, queued in zip(records, pipe.execute(), strict=True)
+        ]
+        self._loads, self._placed = (time.monotonic(), loads), {}
+        return loads
+
+    def _place(self, selectors: list[Any], exclude: str | None = None, wait: bool = True) -> str:
+        """The least loaded live node the selectors admit; waits up to ``node_wait`` for one,
+        then raises NoNodesError naming the constraint (dispy would hang here)."""
+        deadline = time.monotonic() + (self.node_wait if wait else 0.0)
+        while True:
+            loads = [
+                NodeLoad(
+                    n.name, n.ip, n.cpus, n.busy, n.queued + self._placed.get(n.name, 0), n.platform
+                )
+                for n in self._node_loads()
+                if n.name != exclude
+            ]
+            best = placement.choose(placement.eligible(loads, selectors, self))
+            if best is not None:
+                self._placed[best.name] = self._placed.get(best.name, 0) + 1
+                return best.name
+            if time.monotonic() >= deadline:
+                raise NoNodesError(
+                    f"no live node matches {placement.describe(selectors)} after waiting "
+                    f"{self.node_wait:g}s; start `rdispy worker --name ...` on one, or widen nodes="
+                )
+            time.sleep(0.2)
+
+    def _rescue_stranded(self) -> None:
+        """Jobs waiting in the stream of a node that has gone: move them to another eligible
+        node, or fail them with NodeLost when they were pinned there (listener thread)."""
+        live = {n.name for n in self._node_loads()}
+        for job in list(self._jobs):
+            future: RemoteFuture = job._future
+            if future.done() or job.start_time is not None or job._selectors is None:
+                continue
+            node = future.stream.rsplit(":", 2)[-2]
+            if node in live:
+                continue
+            if job._pinned:
+                if self._dispatcher.cancel_remote(future):
+                    lost = NodeLost(f"node {node} left before the job started", future.job_id)
+                    Future.set_exception(future, lost)
+                continue
+            try:
+                other = self._place(job._selectors, exclude=node, wait=False)
+            except NoNodesError:
+                continue
+            if self._dispatcher.move(future, other):
+                log.info("job %s moved from lost node %s to %s", job.id, node, other)
+
     def _on_event(self, job: DispyJob, kind: str, value: Any) -> None:
         future = job._future
         if kind == "run":
             job.start_time = future.start_time
+            job.node, job.ip_addr = future.node, future.ip_addr
             self._events.put((job, DispyJob.Running, None))
         elif kind == "prov":
             self._events.put((job, DispyJob.ProvisionalResult, value))
@@ -256,6 +345,13 @@ class JobCluster:
         return True
 
     # -- reporting -------------------------------------------------------------------------------
+
+    def node_jobs(self, node: DispyNode | str) -> list[DispyJob]:
+        """This cluster's jobs running on ``node`` now."""
+        name = node.name if isinstance(node, DispyNode) else str(node)
+        return [
+            j for j in self._jobs if j.status == DispyJob.Running and name in (j.node, j.ip_addr)
+        ]
 
     def nodes(self) -> list[DispyNode]:
         """The cluster's live nodes."""

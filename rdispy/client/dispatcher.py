@@ -94,6 +94,7 @@ class Dispatcher:
         self._sent: dict[str, wire.Fields] = {}
         self._blob_data: dict[str, bytes] = {}
         self._run_id = self._touch_client_record()
+        self.periodic: list[Callable[[], None]] = []  # run by the listener every CHECK_INTERVAL
         self._outbox: deque[_Outgoing] = deque()
         self._send_lock = threading.Lock()  # held while items leave the outbox for Redis
         self._send_link = Link(self.client)
@@ -137,27 +138,28 @@ class Dispatcher:
         if self._closed.is_set():
             raise RuntimeError("cannot submit after the executor was shut down")
         digest, blob = self._function_blob(fn)
+        node = (header or {}).get("nd")
+        stream = self.keys.node_jobs(str(node)) if node else self.keys.jobs
         batch: list[tuple[RemoteFuture, wire.Fields]] = []
         for call in calls:
             job_id = f"{self.client_id}-{next(self._seq)}"
             payload = serialization.dumps(call, "arguments", job_id)
             wire.check_size(payload, self.max_payload, job_id)
-            fields = self.signer.sign(
-                self.keys.jobs,
-                wire.encode(
-                    {
-                        "id": job_id,
-                        "c": self.client_id,
-                        "fn": digest,
-                        "k": kind,
-                        "p": payload,
-                        "r": self.max_retries,
-                        "t": repr(time.time()),
-                        **(header or {}),
-                    }
-                ),
+            fields = wire.encode(
+                {
+                    "id": job_id,
+                    "c": self.client_id,
+                    "fn": digest,
+                    "k": kind,
+                    "p": payload,
+                    "r": self.max_retries,
+                    "t": repr(time.time()),
+                    **(header or {}),
+                }
             )
-            batch.append((RemoteFuture(job_id, self), fields))
+            future = RemoteFuture(job_id, self)
+            future.stream = stream
+            batch.append((future, self.signer.sign(stream, fields)))
         if blob is not None:
             self._functions[id(fn)] = (fn, digest)
             self._blob_data[digest] = blob
@@ -214,7 +216,8 @@ class Dispatcher:
                 commands.append(("SET", target, item, "NX", "EX", defaults.BLOB_TTL))
             else:
                 assert isinstance(item, dict)
-                commands.append(("XADD", self.keys.jobs, "*", *itertools.chain(*item.items())))
+                stream = target.stream
+                commands.append(("XADD", stream, "*", *itertools.chain(*item.items())))
         if time.monotonic() - self._blobs_touched > defaults.BLOB_TTL / 4:
             for _, digest in self._functions.values():
                 commands.append(("EXPIRE", self.keys.blob(digest), defaults.BLOB_TTL))
@@ -235,7 +238,7 @@ class Dispatcher:
             else:
                 target.entry_id = reply
 
-    def cancel_remote(self, future: RemoteFuture) -> bool:
+    def cancel_remote(self, future: RemoteFuture, forget: bool = True) -> bool:
         """Withdraw a job no consumer has been handed yet; True means it will never run."""
         with self._send_lock:  # the job is either still queued here, or sent with a known id
             if future.entry_id is None:
@@ -247,13 +250,13 @@ class Dispatcher:
                 try:
                     withdrawn = bool(
                         self.scripts.cancel(
-                            keys=[self.keys.jobs], args=[CONSUMER_GROUP, future.entry_id]
+                            keys=[future.stream], args=[CONSUMER_GROUP, future.entry_id]
                         )
                     )
                 except redis.RedisError as exc:
                     log.warning("cannot cancel job %s: %s", future.job_id, exc)
                     return False
-        if withdrawn:
+        if withdrawn and forget:
             self._forget(future.job_id)
         return withdrawn
 
@@ -269,6 +272,20 @@ class Dispatcher:
         self.client.set(self.keys.blob(digest), data, nx=True, ex=defaults.BLOB_TTL)
         self._blob_data[digest] = data
         return digest
+
+    def move(self, future: RemoteFuture, node: str) -> bool:
+        """Send a job that no consumer has taken to another node; False if it was taken."""
+        fields = self._sent.get(future.job_id)
+        if fields is None or not self.cancel_remote(future, forget=False):
+            return False
+        fields = dict(fields)
+        fields[b"nd"] = node.encode()
+        future.stream = self.keys.node_jobs(node)
+        future.entry_id = None
+        self._sent[future.job_id] = self.signer.sign(future.stream, fields)
+        self._outbox.append((future, self._sent[future.job_id]))
+        self.flush()
+        return True
 
     def stop_running(self, job_id: str) -> None:
         """Ask the node running ``job_id`` to stop it (SIGTERM, then SIGKILL after a grace)."""
@@ -297,6 +314,8 @@ class Dispatcher:
                 if time.monotonic() >= next_check:
                     next_check = time.monotonic() + CHECK_INTERVAL
                     self._check_owned_nodes()
+                    for check in self.periodic:
+                        check()
                     if self._server_lost_our_state():
                         last, collected = b"0", []
                 if collected and (len(collected) >= 512 or not self._futures):
@@ -422,6 +441,8 @@ class Dispatcher:
         try:
             if kind == b"run":
                 future.start_time = float(fields.get(b"t0", b"0"))
+                future.node = fields.get(b"node", b"").decode() or None
+                future.ip_addr = fields.get(b"ip", b"").decode() or None
                 future.notify("run", None)
             elif kind == b"prov":
                 future.notify(

@@ -41,6 +41,8 @@ class DispyJob:
         self.end_time: float | None = None
         self.finish = threading.Event()
         self._future: Any = None
+        self._selectors: list[Any] | None = None  # the nodes it may run on, when limited
+        self._pinned = False  # submit_node: only that node
 
     def __call__(self, clear: bool = False, timeout: float | None = None) -> Any:
         """Wait for the job to end and return its result (None if it failed)."""

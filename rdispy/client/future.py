@@ -31,7 +31,8 @@ class RemoteFuture(Future[Any]):
         super().__init__()
         self.job_id = job_id
         self._dispatcher = dispatcher
-        self.entry_id: bytes | None = None  # the job's stream entry, once sent
+        self.stream = ""  # the stream the job was sent to (shared, or a node's own)
+        self.entry_id: bytes | None = None  # the job's entry there, once sent
         self.node: str | None = None
         self.ip_addr: str | None = None
         self.pid: int | None = None

@@ -9,6 +9,7 @@ drains, are put back at the end of the queue, uncharged.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import os
@@ -29,7 +30,7 @@ import redis
 from rdispy import connection, defaults, processes, serialization, wire
 from rdispy.errors import JobError, ProtocolError
 from rdispy.keys import CONSUMER_GROUP, Keys
-from rdispy.link import Link, stream_entries
+from rdispy.link import Entry, Link, all_stream_entries
 from rdispy.scripts import Scripts
 from rdispy.worker import context, runner
 from rdispy.worker.slots import Slots
@@ -59,13 +60,16 @@ class ConsumerConfig:
     workdir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "rdispy-node")
 
 
-def ensure_group(client: redis.Redis, keys: Keys) -> None:
-    """Create the job stream and its consumer group if they do not exist (idempotent)."""
-    try:
-        client.xgroup_create(keys.jobs, CONSUMER_GROUP, id="0", mkstream=True)
-    except redis.ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
+def ensure_group(client: redis.Redis, keys: Keys, node: str | None = None) -> None:
+    """Create the shared job stream (and a node's own stream) with their consumer group if
+    they do not exist (idempotent)."""
+    streams = [keys.jobs] if node is None else [keys.jobs, keys.node_jobs(node)]
+    for stream in streams:
+        try:
+            client.xgroup_create(stream, CONSUMER_GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
 
 
 class FunctionCache:
@@ -113,7 +117,8 @@ class Consumer:
         self.workspace = Workspace(self.client, self.keys, config.workdir)
         self._setups: set[tuple[str, bytes]] = set()
         self.prefetch = 1
-        self._publishes: list[tuple[bytes, str, wire.Fields]] = []
+        self._publishes: list[tuple[Entry, str, wire.Fields]] = []
+        self.streams = [self.keys.node_jobs(config.node), self.keys.jobs]
 
     def stop(self, *_: object) -> None:
         self.stopping = True
@@ -139,7 +144,7 @@ class Consumer:
                     log.warning(
                         "consumer %s: group missing (server restarted?); recreating", self.name
                     )
-                    ensure_group(self.client, self.keys)
+                    ensure_group(self.client, self.keys, self.config.node)
                 else:
                     raise
             except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -157,71 +162,63 @@ class Consumer:
             return
         self._reading = True
         try:
+            # the node's own stream (placed jobs) first, then the shared stream
             reply = self.link.call(
-                "XREADGROUP",
-                "GROUP",
-                CONSUMER_GROUP,
-                self.name,
-                "COUNT",
-                self.prefetch,
-                "BLOCK",
-                int(defaults.READ_BLOCK * 1000),
-                "STREAMS",
-                self.keys.jobs,
-                ">",
+                "XREADGROUP", "GROUP", CONSUMER_GROUP, self.name, "COUNT", self.prefetch,
+                "BLOCK", int(defaults.READ_BLOCK * 1000),
+                "STREAMS", *self.streams, *(">" for _ in self.streams),
                 timeout=defaults.READ_BLOCK + defaults.SOCKET_TIMEOUT,
-            )
+            )  # fmt: skip
         except _Interrupted:
             return
         finally:
             self._reading = False
-        entries = self._checked(stream_entries(reply))
+        entries = self._checked(all_stream_entries(reply))
         if entries:
             self._run_batch(entries)
 
-    def _checked(
-        self, entries: list[tuple[bytes, dict[bytes, bytes]]]
-    ) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    def _checked(self, entries: list[Entry]) -> list[Entry]:
         """The entries that are validly signed and of a known version; the rest are refused."""
         valid = []
-        for eid, fields in entries:
+        for entry in entries:
             try:
-                self.signer.verify(self.keys.jobs, fields)
-                wire.validate_job(fields)
-                valid.append((eid, fields))
+                self.signer.verify(entry.stream, entry.fields)
+                wire.validate_job(entry.fields)
+                valid.append(entry)
             except ProtocolError as exc:
-                self._dead_letter(eid, fields, str(exc))
+                self._dead_letter(entry, str(exc))
         return valid
 
-    def _dead_letter(self, eid: bytes, fields: dict[bytes, bytes], reason: str) -> None:
-        log.error("consumer %s: refusing entry %s: %s", self.name, eid.decode(), reason)
+    def _dead_letter(self, entry: Entry, reason: str) -> None:
+        log.error("consumer %s: refusing entry %s: %s", self.name, entry.eid.decode(), reason)
         pipe = self.client.pipeline(transaction=True)
         pipe.xadd(
             self.keys.dead_letters,
             {
-                b"entry": eid,
+                b"entry": entry.eid,
+                b"stream": entry.stream.encode(),
                 b"reason": reason.encode(),
                 b"node": self.config.node.encode(),
-                b"id": fields.get(b"id", b"")[:200],
+                b"id": entry.fields.get(b"id", b"")[:200],
             },
             maxlen=1000,
             approximate=True,
         )
         pipe.hincrby(self.keys.counters, "deadletters", 1)
-        pipe.xack(self.keys.jobs, CONSUMER_GROUP, eid)
-        pipe.xdel(self.keys.jobs, eid)
+        pipe.xack(entry.stream, CONSUMER_GROUP, entry.eid)
+        pipe.xdel(entry.stream, entry.eid)
         pipe.execute()
 
-    def _run_batch(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+    def _run_batch(self, entries: list[Entry]) -> None:
         started = time.monotonic()
         last_flush = started
-        for i, (eid, fields) in enumerate(entries):
+        for i, entry in enumerate(entries):
             if i and (self.stopping or time.monotonic() - started > HOARD_LIMIT):
                 self._flush()
                 self._release(entries[i:])
                 self.prefetch = 1
                 return
-            self._publishes.append(self._execute(eid, fields))
+            self._publishes.append(self._execute(entry))
             now = time.monotonic()
             if now - last_flush > 0.001:
                 self._flush()
@@ -233,14 +230,21 @@ class Consumer:
         else:
             self.prefetch = 1
 
-    def _execute(self, eid: bytes, fields: dict[bytes, bytes]) -> tuple[bytes, str, wire.Fields]:
+    def _execute(self, entry: Entry) -> tuple[Entry, str, wire.Fields]:
+        eid, fields = entry.eid, entry.fields
         job_id = fields[b"id"].decode()
         client = fields[b"c"].decode()
         results_key = self.keys.results(client)
         timeout = float(fields.get(b"to", b"0") or 0)
         self.slots.start(self.index, eid, fields[b"id"], time.time(), timeout)
         if fields.get(b"ev"):
-            self._emit(results_key, job_id, {"k": "run", "t0": repr(time.time())}, wait=False)
+            started = {
+                "k": "run",
+                "t0": repr(time.time()),
+                "node": self.config.node,
+                "ip": self.config.ip,
+            }
+            self._emit(results_key, job_id, started, wait=False)
         context.set_current(
             context.JobContext(job_id, self.config.node, partial(self._emit, results_key, job_id))
         )
@@ -263,7 +267,7 @@ class Consumer:
                 "err": outcome.stderr or None,
             }
         )
-        return eid, client, self.signer.sign(results_key, result)
+        return entry, client, self.signer.sign(results_key, result)
 
     def _run(self, fields: dict[bytes, bytes], job_id: str) -> runner.Outcome:
         try:
@@ -298,15 +302,8 @@ class Consumer:
         setup = fields.get(b"su")
         if setup and (session, setup) not in self._setups:
             setup_fn = self.functions.get(setup, job_id)
-            if namespace is not None and isinstance(setup_fn, types.FunctionType):
-                # dispy's setup defines globals the computation uses: run it in the same namespace
-                setup_fn = types.FunctionType(
-                    setup_fn.__code__,
-                    namespace,
-                    setup_fn.__name__,
-                    setup_fn.__defaults__,
-                    setup_fn.__closure__,
-                )
+            if namespace is not None:
+                setup_fn = _in_namespace(setup_fn, namespace)
             status = setup_fn()
             if status not in (None, 0):
                 raise JobError(f"setup returned {status!r} on node {self.config.node}", job_id)
@@ -327,13 +324,13 @@ class Consumer:
         if not self._publishes:
             return
         calls = []
-        for eid, client, result in self._publishes:
+        for entry, client, result in self._publishes:
             job_id = result[b"id"].decode()
             flat = [x for pair in result.items() for x in pair]
             calls.append(
                 (
-                    [self.keys.jobs, self.keys.job(job_id), self.keys.results(client)],
-                    [CONSUMER_GROUP, eid, self.name, defaults.RESULT_TTL, *flat],
+                    [entry.stream, self.keys.job(job_id), self.keys.results(client)],
+                    [CONSUMER_GROUP, entry.eid, self.name, defaults.RESULT_TTL, *flat],
                 )
             )
         published = self.link.run_scripts(self.scripts.publish, calls)
@@ -346,13 +343,25 @@ class Consumer:
                 )
         self._publishes.clear()
 
-    def _release(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+    def _release(self, entries: list[Entry]) -> None:
         pipe = self.client.pipeline(transaction=False)
-        for eid, _ in entries:
+        for entry in entries:
             self.scripts.release(
-                keys=[self.keys.jobs], args=[CONSUMER_GROUP, eid, self.name], client=pipe
+                keys=[entry.stream], args=[CONSUMER_GROUP, entry.eid, self.name], client=pipe
             )
         pipe.execute()
+
+
+def _in_namespace(fn: Callable[..., Any], namespace: dict[str, Any]) -> Callable[..., Any]:
+    """``fn`` rebound to the computation's globals, so that a dispy setup's ``global x``
+    defines ``x`` for the computation (functools.partial setups included)."""
+    if isinstance(fn, functools.partial):
+        return functools.partial(_in_namespace(fn.func, namespace), *fn.args, **fn.keywords)
+    if isinstance(fn, types.FunctionType):
+        return types.FunctionType(
+            fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__
+        )
+    return fn
 
 
 def consumer_main(config: ConsumerConfig, index: int, name: str, slots: Slots) -> None:

@@ -11,6 +11,7 @@ only taken are requeued uncharged.  Settling is atomic, so several nodes may rac
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -64,28 +65,49 @@ class Recoverer:
         cause: str = "crash",
         final: bool = False,
     ) -> int:
-        """Settle every pending entry of ``consumer``; ``running`` is the entry it was running
-        (None when unknown: then its oldest pending entry is charged).  Returns entries settled."""
-        pending: Any = self.client.xpending_range(
-            self.keys.jobs, CONSUMER_GROUP, min="-", max="+", count=10_000, consumername=consumer
-        )
-        ids = [item["message_id"] for item in pending]
-        if running is None and ids:
-            running = min(ids, key=_stream_order)
-        for eid in ids:
+        """Settle every pending entry of ``consumer``, in the shared stream and in its node's own
+        stream; ``running`` is the entry it was running (None when unknown: then its oldest
+        pending entry is charged).  Jobs placed on a node that was lost fail with NodeLost:
+        requeued into that node's stream they would wait for a node that is gone.
+        Returns the entries settled."""
+        name = ConsumerName.parse(consumer)
+        streams = [self.keys.jobs] + ([self.keys.node_jobs(name.node)] if name else [])
+        pending: list[tuple[str, bytes]] = []
+        for stream in streams:
+            try:
+                items: Any = self.client.xpending_range(
+                    stream, CONSUMER_GROUP, min="-", max="+", count=10_000, consumername=consumer
+                )
+            except redis.ResponseError:
+                continue  # that stream has no group (yet)
+            pending += [(stream, item["message_id"]) for item in items]
+        if running is None and pending:
+            running = min((eid for _, eid in pending), key=_stream_order)
+        for stream, eid in pending:
             charged = eid == running
-            self.settle_entry(eid, charged, why, cause, final=final and charged)
-        self.client.xgroup_delconsumer(self.keys.jobs, CONSUMER_GROUP, consumer)
-        return len(ids)
+            pinned_to_lost_node = cause == "node" and stream != self.keys.jobs
+            self.settle_entry(
+                stream, eid, charged, why, cause, final=(final and charged) or pinned_to_lost_node
+            )
+        for stream in streams:
+            with contextlib.suppress(redis.ResponseError):
+                self.client.xgroup_delconsumer(stream, CONSUMER_GROUP, consumer)
+        return len(pending)
 
     def settle_entry(
-        self, eid: bytes, charge: bool, why: str, cause: str = "crash", final: bool = False
+        self,
+        stream: str,
+        eid: bytes,
+        charge: bool,
+        why: str,
+        cause: str = "crash",
+        final: bool = False,
     ) -> int:
         """Requeue (1) or fail (2) one pending entry; 0 when there was nothing left to do.
         ``final`` fails it whatever its retries (a job cancelled or timed out while running)."""
-        entries: Any = self.client.xrange(self.keys.jobs, eid, eid)
+        entries: Any = self.client.xrange(stream, eid, eid)
         if not entries:
-            self.client.xack(self.keys.jobs, CONSUMER_GROUP, eid)
+            self.client.xack(stream, CONSUMER_GROUP, eid)
             return 0
         fields = entries[0][1]
         job_id = fields.get(b"id", b"?").decode()
@@ -105,7 +127,7 @@ class Recoverer:
         )
         outcome = int(
             self.scripts.recover(
-                keys=[self.keys.jobs, self.keys.job(job_id), results],
+                keys=[stream, self.keys.job(job_id), results],
                 args=[
                     CONSUMER_GROUP,
                     eid,

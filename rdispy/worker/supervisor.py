@@ -113,7 +113,7 @@ class Supervisor:
         )
         if self.stopping:
             return 0
-        ensure_group(self.client, self.keys)
+        ensure_group(self.client, self.keys, self.config.name)
         connection.eviction_policy(self.client, self.config.url)
         self.record.ip = address_seen_by(self.client)
         self._beat()
@@ -330,7 +330,7 @@ class Supervisor:
             self._spawn(slot)
         self._registered = False  # the next beat registers the new incarnation
         with contextlib.suppress(redis.RedisError):
-            ensure_group(self.client, self.keys)
+            ensure_group(self.client, self.keys, self.config.name)
             self._beat()
 
     def _settle_lost_nodes(self) -> None:

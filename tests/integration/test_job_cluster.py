@@ -271,3 +271,59 @@ def test_send_file_lands_in_dest_path(cluster_args, tmp_path):
 def test_embedded_default_job_cluster():
     with dispy.JobCluster(compute, cpus=2) as c:
         assert c.submit(0)()[1] == 0
+
+
+def where(n):
+    return n
+
+
+def test_nodes_limit_placement_and_submit_node_pins(cluster_args):
+    with dispy.JobCluster(where, nodes=["node-b"], **cluster_args) as c:
+        jobs = [c.submit(i) for i in range(6)]
+        assert [job() for job in jobs] == list(range(6))
+        assert {job.node for job in jobs} == {"node-b"}
+    with dispy.JobCluster(where, nodes=["node-*"], **cluster_args) as c:
+        jobs = [c.submit(i) for i in range(8)]
+        c.wait()
+        assert {job.node for job in jobs} == {"node-a", "node-b"}  # spread by load
+        pinned = [c.submit_node("node-a", i) for i in range(3)]
+        assert [job() for job in pinned] == [0, 1, 2]
+        assert {job.node for job in pinned} == {"node-a"}
+    selector = dispy.NodeAllocate("127.0.0.*")
+    with dispy.JobCluster(where, nodes=[selector], **cluster_args) as c:
+        assert c.submit(7)() == 7
+
+
+def test_no_eligible_node_is_a_clear_error_not_a_hang(cluster_args):
+    with dispy.JobCluster(where, nodes=["gpu-*"], node_wait=0.5, **cluster_args) as c:
+        started = time.monotonic()
+        with pytest.raises(dispy.NoNodesError, match="gpu-"):
+            c.submit(1)
+        assert time.monotonic() - started < 5
+
+
+def test_job_pinned_to_a_node_that_dies_before_it_starts_fails_with_node_lost(
+    redis_url, cluster, start_worker, tmp_path
+):
+    import psutil
+
+    doomed = start_worker(redis_url, 1, "doomed")
+    start_worker(redis_url, 1, "other")
+
+    def nap(seconds):
+        time.sleep(seconds)
+        return seconds
+
+    with dispy.JobCluster(nap, redis_url=redis_url, cluster=cluster) as c:
+        busy = c.submit_node("doomed", 30)  # occupies doomed's only core
+        deadline = time.monotonic() + 20
+        while busy.status != dispy.DispyJob.Running and time.monotonic() < deadline:
+            time.sleep(0.02)
+        waiting = c.submit_node("doomed", 0)
+        for proc in [*doomed.consumers(), psutil.Process(doomed.pid)]:
+            proc.kill()
+        assert waiting(timeout=30) is None
+        assert waiting.status == dispy.DispyJob.Abandoned
+        assert "doomed" in waiting.exception
+        assert busy(timeout=30) is None and busy.status == dispy.DispyJob.Abandoned
+        assert c.submit(0.01)() == 0.01  # the other node serves

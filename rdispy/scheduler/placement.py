@@ -1,0 +1,92 @@
+"""Choosing a node for a job that may run only on some nodes (pure: no I/O).
+
+A node's load is (busy cores + jobs waiting in its own stream) / cores, from its heartbeat and
+the stream's length; the least loaded eligible node wins, ties broken by name.  Patterns are
+node names or IP addresses with shell wildcards (``"10.0.0.*"``, ``"gpu-*"``), or
+``NodeAllocate`` objects as in dispy.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class NodeLoad:
+    name: str
+    ip: str
+    cpus: int
+    busy: int = 0
+    queued: int = 0
+    platform: str = ""
+
+    @property
+    def load(self) -> float:
+        return (self.busy + self.queued) / max(self.cpus, 1)
+
+
+class NodeAllocate:
+    """dispy's node selector: ``node`` is a name or IP pattern; ``allocate`` returns how many
+    cores of a matching node the cluster may use (0 or less excludes it).  Subclass and
+    override ``allocate`` to decide by platform or free memory, as in dispy."""
+
+    def __init__(self, node: str, port: int | None = None, cpus: int = 0) -> None:
+        self.node = node
+        self.port = port
+        self.cpus = cpus
+
+    def allocate(
+        self,
+        cluster: Any,
+        ip_addr: str,
+        name: str,
+        cpus: int,
+        avail_info: Any = None,
+        platform: str = "",
+    ) -> int:
+        if self.cpus > 0:
+            return min(self.cpus, cpus)
+        return cpus + self.cpus if self.cpus < 0 else cpus
+
+
+def _pattern(selector: Any) -> str:
+    return selector.node if isinstance(selector, NodeAllocate) else str(selector)
+
+
+def matches(node: NodeLoad, selector: Any) -> bool:
+    pattern = _pattern(selector)
+    return fnmatch.fnmatchcase(node.name, pattern) or fnmatch.fnmatchcase(node.ip, pattern)
+
+
+def eligible(
+    nodes: Iterable[NodeLoad], selectors: Sequence[Any], cluster: Any = None
+) -> list[NodeLoad]:
+    """Nodes any selector admits, each with the cores the selector allows it."""
+    chosen = []
+    for node in nodes:
+        for selector in selectors:
+            if not matches(node, selector):
+                continue
+            cpus = node.cpus
+            if isinstance(selector, NodeAllocate):
+                cpus = selector.allocate(
+                    cluster, node.ip, node.name, node.cpus, None, node.platform
+                )
+            if cpus > 0:
+                chosen.append(
+                    NodeLoad(node.name, node.ip, cpus, node.busy, node.queued, node.platform)
+                )
+            break
+    return chosen
+
+
+def choose(candidates: Iterable[NodeLoad]) -> NodeLoad | None:
+    """The least loaded candidate, or None."""
+    return min(candidates, key=lambda n: (n.load, n.name), default=None)
+
+
+def describe(selectors: Sequence[Any]) -> str:
+    return ", ".join(repr(_pattern(s)) for s in selectors)
