@@ -105,10 +105,47 @@ class Dispatcher:
             target=self._send_loop, name=f"rdispy-send-{self.client_id[:6]}", daemon=True
         )
         self._sender.start()
+        # a client that reattaches adopts its unfinished jobs before it reads any result
+        self.recovered = self._adopt_unfinished() if client_id else []
         self._listener = threading.Thread(
             target=self._listen, name=f"rdispy-results-{self.client_id[:6]}", daemon=True
         )
         self._listener.start()
+
+    def _adopt_unfinished(self) -> list[RemoteFuture]:
+        """Futures for every job this client id submitted that it has not collected: results
+        waiting in its stream, and jobs still queued or running (dispy's recover_jobs)."""
+        found: dict[str, RemoteFuture] = {}
+        for key in self._job_streams():
+            for eid, fields in self._entries(key):
+                if fields.get(b"c", b"").decode() == self.client_id:
+                    future = RemoteFuture(fields[b"id"].decode(), self)
+                    future.stream, future.entry_id = key, eid
+                    found[future.job_id] = future
+                    self._sent[future.job_id] = fields
+        for _, fields in self._entries(self.results_key):
+            kind = fields.get(b"k")
+            if b"id" in fields and kind not in EVENT_KINDS and kind != b"wake":
+                job_id = fields[b"id"].decode()
+                found.setdefault(job_id, RemoteFuture(job_id, self))
+        for job_id, future in found.items():
+            self._futures[job_id] = future
+            self._seq = itertools.count(max(next(self._seq), _seq_of(job_id) + 1))
+        return sorted(found.values(), key=lambda f: _seq_of(f.job_id))
+
+    def _job_streams(self) -> list[str]:
+        """The shared job stream and every node's own."""
+        nodes = self.client.scan_iter(match=self.keys.node_jobs("*"), _type="stream")
+        return [self.keys.jobs, *(key.decode() for key in nodes)]
+
+    def _entries(self, key: str) -> Iterable[tuple[bytes, dict[bytes, bytes]]]:
+        start = "-"
+        while True:
+            batch: Any = self.client.xrange(key, start, "+", count=1000)
+            yield from batch
+            if len(batch) < 1000:
+                return
+            start = "(" + batch[-1][0].decode()
 
     # -- sending -------------------------------------------------------------------------------
 
@@ -495,3 +532,8 @@ def lost_error(fields: dict[bytes, bytes], job_id: str) -> JobError:
     if cause == b"node":
         return NodeLost(message, job_id)
     return WorkerCrashed(message, job_id, why)
+
+
+def _seq_of(job_id: str) -> int:
+    tail = job_id.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else 0

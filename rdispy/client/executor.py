@@ -54,6 +54,8 @@ class Executor(_StdExecutor):
         secret: shared secret; every job and result is then HMAC-signed and checked.
         max_retries: re-runs of a job whose consumer or node died while running it.
         max_payload: largest pickled arguments of one job, in bytes.
+        client_id: reattach as this (crashed) client to collect its jobs (``recover_jobs``).
+        dest_path: folder for files that jobs send with ``rdispy.send_file``.
     """
 
     def __init__(
@@ -67,6 +69,8 @@ class Executor(_StdExecutor):
         max_retries: int = defaults.MAX_RETRIES,
         max_payload: int = defaults.MAX_PAYLOAD,
         connect_timeout: float = 10.0,
+        client_id: str | None = None,
+        dest_path: str | os.PathLike[str] | None = None,
     ) -> None:
         if max_workers is not None and max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
@@ -84,6 +88,8 @@ class Executor(_StdExecutor):
                 max_retries,
                 connect_timeout,
                 alive=self._local.alive if self._local is not None else None,
+                client_id=client_id,
+                dest_path=dest_path,
             )
         except BaseException:
             if self._local is not None:
@@ -100,6 +106,11 @@ class Executor(_StdExecutor):
     @property
     def client_id(self) -> str:
         return self._dispatcher.client_id
+
+    def recover_jobs(self) -> list[RemoteFuture]:
+        """With ``client_id=`` of a client that crashed: futures of its jobs that it had not
+        collected, in submission order (results still waiting, jobs queued or running)."""
+        return list(self._dispatcher.recovered)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> RemoteFuture:
         """Schedule ``fn(*args, **kwargs)``; pickling errors are raised here, before sending."""
