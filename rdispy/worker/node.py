@@ -84,10 +84,14 @@ def heartbeat(
 
 
 def deregister(client: redis.Redis, keys: Keys, record: NodeRecord) -> None:
+    """Remove the node's record, and its own job stream when nothing waits in it."""
     pipe = client.pipeline(transaction=True)
     pipe.delete(keys.node(record.name))
     pipe.zrem(keys.nodes, record.name)
     pipe.execute()
+    stream = keys.node_jobs(record.name)
+    if client.xlen(stream) == 0:
+        client.delete(stream)
 
 
 def live_nodes(client: redis.Redis, keys: Keys) -> list[dict[str, str]]:

@@ -244,6 +244,9 @@ def test_redis_holds_only_bounded_state_after_a_run(redis_url, cluster, start_wo
         assert rclient.xlen(results_key) == 0  # collected results are deleted
     assert rclient.xlen(keys.jobs) == 0  # acknowledged entries are deleted
     assert rclient.xpending(keys.jobs, "consumers")["pending"] == 0
+    streams = {keys.jobs, *(k.decode() for k in rclient.keys(keys.node_jobs("*")))}
+    for stream in streams:
+        assert rclient.xlen(stream) == 0  # job streams hold only unfinished jobs
     for key in rclient.keys(f"{keys.base}:*"):
-        if key.decode() not in (keys.jobs, keys.nodes):
+        if key.decode() not in (*streams, keys.nodes):
             assert rclient.ttl(key) > 0, key  # everything else expires
