@@ -70,6 +70,8 @@ def ensure_group(client: redis.Redis, keys: Keys, node: str | None = None) -> No
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+    if node is not None:
+        client.persist(keys.node_jobs(node))  # it expires only while its node is away
 
 
 class FunctionCache:

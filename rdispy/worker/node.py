@@ -14,7 +14,7 @@ from typing import Any
 import cloudpickle
 import redis
 
-from rdispy import __version__
+from rdispy import __version__, defaults
 from rdispy.keys import Keys
 
 
@@ -84,14 +84,13 @@ def heartbeat(
 
 
 def deregister(client: redis.Redis, keys: Keys, record: NodeRecord) -> None:
-    """Remove the node's record, and its own job stream when nothing waits in it."""
+    """Remove the node's record; its own job stream expires unless the node comes back (a job
+    placed there in the meantime is still moved or failed by its client)."""
     pipe = client.pipeline(transaction=True)
     pipe.delete(keys.node(record.name))
     pipe.zrem(keys.nodes, record.name)
+    pipe.expire(keys.node_jobs(record.name), defaults.JOB_TTL)
     pipe.execute()
-    stream = keys.node_jobs(record.name)
-    if client.xlen(stream) == 0:
-        client.delete(stream)
 
 
 def live_nodes(client: redis.Redis, keys: Keys) -> list[dict[str, str]]:
