@@ -61,6 +61,11 @@ CONNECT_TIMEOUT = 5.0
 #: Seconds a cancelled or timed-out job gets between SIGTERM and SIGKILL of its process group.
 KILL_GRACE = _env_float("RDISPY_KILL_GRACE", 2.0)
 
+#: Seconds before a job that crashed its consumer may run again, doubled per lost attempt.
+RETRY_BACKOFF = _env_float("RDISPY_RETRY_BACKOFF", 0.5)
+#: Longest such pause.
+MAX_RETRY_BACKOFF = 30.0
+
 #: Longest backoff between attempts to reach Redis (seconds).
 MAX_BACKOFF = 5.0
 #: Seconds a draining consumer gets before it is killed on shutdown of the embedded default.

@@ -34,6 +34,14 @@ from rdispy.keys import Keys
     default=None,
     help="Give up after this many seconds without Redis (default: wait forever).",
 )
+@click.option(
+    "--max-result",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="BYTES",
+    help="Largest pickled result of one job (default: 256 MiB); a larger one fails the job with "
+    "ResultTooLarge.",
+)
 @click.option("--owner-pid", type=int, default=None, hidden=True)
 @click.option("--stop-server-with-owner", is_flag=True, hidden=True)
 def worker(
@@ -45,6 +53,7 @@ def worker(
     secret: str | None,
     heartbeat: float | None,
     connect_timeout: float | None,
+    max_result: int | None,
     owner_pid: int | None,
     stop_server_with_owner: bool,
 ) -> None:
@@ -64,5 +73,6 @@ def worker(
         owner_pid=owner_pid,
         stop_server_with_owner=stop_server_with_owner,
         connect_timeout=connect_timeout,
+        max_result=max_result or defaults.MAX_RESULT,
     )
     sys.exit(Supervisor(config).run())

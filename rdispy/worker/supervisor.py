@@ -88,6 +88,8 @@ class Supervisor:
         self._quick_failures: dict[int, int] = {}  # consecutive deaths within 1 s of start
         self._registered = False
         self._kills: dict[int, _Kill] = {}  # slot -> why its consumer is being stopped
+        # crashed consumers whose entries wait out a retry pause: (due, consumer, running, why)
+        self._deferred: list[tuple[float, str, bytes, str]] = []
         self._control_last: bytes | None = None  # last control message seen
         self.signer = wire.Signer(config.secret)
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in config.name)
@@ -134,6 +136,7 @@ class Supervisor:
             self._reap()
             self._respawn_due()
             self._enforce_limits()
+            self._settle_deferred()
             if time.monotonic() >= next_beat:
                 self._beat()
                 self._settle_lost_nodes()
@@ -171,6 +174,7 @@ class Supervisor:
                 next_beat = time.monotonic() + self.config.heartbeat
             if self.children:
                 self.waker.wait(TICK)
+        self._settle_deferred(everything=True)
         with contextlib.suppress(redis.RedisError):
             deregister(self.client, self.keys, self.record)
         log.info("node %s: drained and deregistered", self.config.name)
@@ -220,18 +224,40 @@ class Supervisor:
             self.slots.clear(slot)
             kill = self._kills.pop(slot, None)
             why = f"consumer pid {child.pid} on node {self.config.name} {how}"
-            try:
-                if kill is not None:
-                    self.recoverer.settle_consumer(child.name, running, kill.why, kill.cause, True)
-                else:
-                    self.recoverer.settle_consumer(child.name, running, why)
-            except redis.RedisError as exc:
-                # its entries stay pending under its name; the lost-node scan settles them later
-                log.error(
-                    "node %s: could not settle jobs of %s: %s", self.config.name, child.name, exc
-                )
+            if kill is not None:
+                self._settle(child.name, running, kill.why, kill.cause, True)
+            elif current is not None and not self.stopping:
+                # a job that killed its consumer is retried after a growing pause, not at once
+                when = time.monotonic() + self._retry_delay(current.job_id)
+                self._deferred.append((when, child.name, running, why))
+            else:
+                self._settle(child.name, running, why)
             if respawn and not self.stopping:
                 self._schedule_respawn(slot, quick=time.monotonic() - child.started < 1.0)
+
+    def _settle(
+        self, consumer: str, running: bytes, why: str, cause: str = "crash", final: bool = False
+    ) -> None:
+        try:
+            self.recoverer.settle_consumer(consumer, running, why, cause, final)
+        except redis.RedisError as exc:
+            # its entries stay pending under its name; the lost-node scan settles them later
+            log.error("node %s: could not settle jobs of %s: %s", self.config.name, consumer, exc)
+
+    def _retry_delay(self, job_id: str) -> float:
+        """Pause before a crashed job may run again: RETRY_BACKOFF doubled per lost attempt."""
+        try:
+            lost = int(self.client.hget(self.keys.job(job_id), "n") or 0)  # type: ignore[arg-type]
+        except (redis.RedisError, ValueError):
+            lost = 0
+        return float(min(defaults.RETRY_BACKOFF * 2**lost, defaults.MAX_RETRY_BACKOFF))
+
+    def _settle_deferred(self, everything: bool = False) -> None:
+        now = time.monotonic()
+        due = [d for d in self._deferred if everything or d[0] <= now]
+        self._deferred = [d for d in self._deferred if d not in due]
+        for _, consumer, running, why in due:
+            self._settle(consumer, running, why)
 
     def _schedule_respawn(self, slot: int, quick: bool) -> None:
         failures = self._quick_failures.get(slot, 0) + 1 if quick else 0

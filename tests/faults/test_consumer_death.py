@@ -89,3 +89,25 @@ def test_sys_exit_in_a_job_is_the_jobs_own_error(redis_url, cluster, start_worke
         with pytest.raises(SystemExit):
             ex.submit(die, str(tmp_path / "ledger"), "sysexit").result(30)
         assert ex.submit(pow, 2, 2).result(30) == 4
+
+
+def crash_with_time(ledger: str) -> None:
+    with open(ledger, "a") as f:
+        f.write(f"{time.time()}\n")
+    os._exit(9)
+
+
+def test_poison_job_retries_are_spaced_by_a_growing_backoff(
+    redis_url, cluster, start_worker, tmp_path
+):
+    ledger = tmp_path / "ledger"
+    start_worker(redis_url, 2)
+    with rdispy.Executor(redis_url, cluster=cluster, max_retries=2) as ex:
+        with pytest.raises(rdispy.WorkerCrashed, match="exit code 9"):
+            ex.submit(crash_with_time, str(ledger)).result(60)
+        healthy = [ex.submit(pow, 2, i) for i in range(10)]  # bystanders are unaffected
+        assert [f.result(30) for f in healthy] == [2**i for i in range(10)]
+    times = [float(t) for t in ledger.read_text().split()]
+    assert len(times) == 3  # max_retries + 1, no crash loop
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert gaps[0] >= 0.5 * 0.9 and gaps[1] >= 1.0 * 0.9  # RETRY_BACKOFF doubling
