@@ -63,6 +63,10 @@ def worker(
 
     if not redis_url:
         raise ConfigError("no Redis URL: pass --redis URL or set $RDISPY_REDIS")
+    if name is not None and (not name or any(c in name for c in ":/{}*?[] \t\n")):
+        raise ConfigError(
+            f"invalid node name {name!r}: no colons, slashes, braces, wildcards or spaces"
+        )
     config = SupervisorConfig(
         url=redis_url,
         cpus=cpus or os.cpu_count() or 1,

@@ -23,3 +23,9 @@ def test_worker_rejects_a_bad_url_with_a_one_line_error():
 def test_worker_rejects_zero_cpus():
     result = CliRunner().invoke(main, ["worker", "--redis", "redis://x", "--cpus", "0"])
     assert result.exit_code == 2
+
+
+def test_worker_rejects_a_node_name_that_would_break_key_names():
+    for bad in ("a:b", "a/b", "x y", "n*"):
+        result = CliRunner().invoke(main, ["worker", "--redis", "redis://x", "--name", bad])
+        assert result.exit_code == 2 and "invalid node name" in result.output
