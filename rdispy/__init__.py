@@ -39,7 +39,7 @@ dispy_provisional_result = provisional_result
 dispy_send_file = send_file
 
 if TYPE_CHECKING:
-    from rdispy.client.cluster import JobCluster
+    from rdispy.client.cluster import JobCluster, SharedJobCluster
     from rdispy.client.dispy_job import DispyJob, DispyNode
     from rdispy.client.executor import Executor
     from rdispy.client.future import RemoteFuture, updates
@@ -68,6 +68,7 @@ __all__ = [
     "RemoteFuture",
     "ResultTooLarge",
     "SerializationError",
+    "SharedJobCluster",
     "SignatureError",
     "WorkerCrashed",
     "__version__",
@@ -83,6 +84,7 @@ _LAZY = {
     "RemoteFuture": "rdispy.client.future",
     "updates": "rdispy.client.future",
     "JobCluster": "rdispy.client.cluster",
+    "SharedJobCluster": "rdispy.client.cluster",
     "NodeAllocate": "rdispy.scheduler.placement",
     "DispyJob": "rdispy.client.dispy_job",
     "DispyNode": "rdispy.client.dispy_job",

@@ -9,6 +9,8 @@ key                            type     holds                                   
 ``jobs``                       stream   job envelopes, read by group ``consumers``  entry deleted
                                                                                     when acked
 ``node:<name>:jobs``           stream   jobs placed on one node (same group)        as ``jobs``
+``queue:<client>``             stream   a shared-cluster client's queued jobs       moved out
+``scheduler``                  string   a fair scheduler is running                 a few seconds
 ``results:<client>``           stream   results/events for one client               read entries
                                                                                     deleted; TTL
 ``job:<job id>``               hash     state (st), attempt token (a), count (n)    JOB_TTL
@@ -58,6 +60,15 @@ class Keys:
     def node_jobs(self, node: str) -> str:
         """A node's own job stream: jobs placed on it, read before the shared stream."""
         return f"{self.base}:node:{node}:jobs"
+
+    def fair_queue(self, client_id: str) -> str:
+        """A SharedJobCluster client's own queue, moved round-robin into ``jobs``."""
+        return f"{self.base}:queue:{client_id}"
+
+    @property
+    def scheduler(self) -> str:
+        """Heartbeat of running fair schedulers (expires when none runs)."""
+        return f"{self.base}:scheduler"
 
     def results(self, client_id: str) -> str:
         """Result and event stream of one client."""

@@ -31,13 +31,38 @@ redis.call('EXPIRE', KEYS[3], ARGV[4])
 return 1
 """
 
-# KEYS[1] jobs stream; ARGV[1] group, ARGV[2] entry id
-# Deletes an entry no consumer has been handed yet.  Returns 1 if it will now never run, 0 if a
-# consumer already has it (or it is gone: finished, or requeued under another id).
+# KEYS[1] the stream the job was sent to, KEYS[2] job record, KEYS[3] the shared jobs stream
+# ARGV[1] group, ARGV[2] entry id
+# Deletes an entry no consumer has been handed yet.  A job sent to a client's fair queue may
+# have been moved into the shared stream (MOVE notes where in the job record): it is looked for
+# there.  Returns 1 if it will now never run, 0 if a consumer already has it (or it is gone:
+# finished, or requeued under another id).
 CANCEL = """
-if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1) > 0 then return 0 end
-return redis.call('XDEL', KEYS[1], ARGV[2])
+local stream, eid = KEYS[1], ARGV[2]
+if stream ~= KEYS[3] and redis.call('XDEL', stream, eid) == 1 then return 1 end
+local moved = redis.call('HGET', KEYS[2], 'e')
+if stream ~= KEYS[3] and moved then
+  stream, eid = KEYS[3], moved
+end
+local ok, pending = pcall(redis.call, 'XPENDING', stream, ARGV[1], eid, eid, 1)
+if ok and #pending > 0 then return 0 end
+return redis.call('XDEL', stream, eid)
 """
+
+# KEYS[1] a client's fair queue, KEYS[2] the shared jobs stream, KEYS[3] the job's record
+# ARGV[1] entry id in the queue, ARGV[2] ttl
+# Moves that entry into the shared stream verbatim (it is signed for the shared stream) and notes
+# its new id in the job record, for CANCEL.  Returns 1 moved, 0 gone (cancelled or moved).
+MOVE = """
+local entry = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
+if #entry == 0 then return 0 end
+local new = redis.call('XADD', KEYS[2], '*', unpack(entry[1][2]))
+redis.call('XDEL', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[3], 'e', new)
+redis.call('EXPIRE', KEYS[3], ARGV[2])
+return 1
+"""
+
 
 # KEYS[1] jobs stream; ARGV[1] group, ARGV[2] entry id, ARGV[3] consumer name
 # Puts an entry the consumer took but never started back at the end of the queue, uncharged.
@@ -90,3 +115,4 @@ class Scripts:
         self.cancel: Script = client.register_script(CANCEL)
         self.release: Script = client.register_script(RELEASE)
         self.recover: Script = client.register_script(RECOVER)
+        self.move: Script = client.register_script(MOVE)

@@ -97,8 +97,12 @@ class Signer:
             raise SignatureError("entry is not signed but a secret is configured", job_id)
         if not hmac.compare_digest(sig, self._digest(stream, fields)):
             raise SignatureError("signature does not match (wrong secret or altered entry)", job_id)
-        if float(fields.get(b"x", b"0")) < time.time():
-            raise SignatureError("signed entry has expired", job_id)
+        try:
+            expiry = float(fields.get(b"x", b"0"))
+        except ValueError:
+            expiry = 0.0  # signed with a malformed expiry: refuse it rather than fail on it
+        if not expiry >= time.time():
+            raise SignatureError("signed entry has expired (or has no valid expiry)", job_id)
 
 
 def blob_digest(data: bytes) -> str:
@@ -120,7 +124,28 @@ def validate_job(fields: Mapping[bytes, bytes]) -> None:
         raise ProtocolError(f"job entry lacks {', '.join(missing)}")
     if fields[b"k"] not in JOB_KINDS:
         raise ProtocolError(f"unknown job kind {fields[b'k'][:40]!r}")
-    if len(fields[b"fn"]) != 64 or len(fields[b"id"]) > 200 or len(fields[b"c"]) > 200:
+    if not _is_digest(fields[b"fn"]) or not _is_name(fields[b"id"]) or not _is_name(fields[b"c"]):
         raise ProtocolError("malformed job id, client id or function digest")
     if not fields.get(b"r", b"0").isdigit():
         raise ProtocolError("malformed retry count")
+    if b"to" in fields and not _is_seconds(fields[b"to"]):
+        raise ProtocolError(f"malformed timeout {fields[b'to'][:40]!r}")
+
+
+def _is_digest(value: bytes) -> bool:
+    return len(value) == 64 and all(c in b"0123456789abcdef" for c in value)
+
+
+def _is_name(value: bytes) -> bool:
+    """A job or client id: 1-200 printable ASCII characters (it becomes part of key names)."""
+    return 0 < len(value) <= 200 and all(0x20 < c < 0x7F for c in value)
+
+
+def _is_seconds(value: bytes) -> bool:
+    if not value:
+        return True  # no timeout
+    try:
+        seconds = float(value)
+    except ValueError:
+        return False
+    return seconds >= 0 and seconds != float("inf")

@@ -70,10 +70,11 @@ def main(verbose: int, quiet: bool) -> None:
 
 
 def _register() -> None:
-    from rdispy.cli import server, worker
+    from rdispy.cli import scheduler, server, worker
 
     main.add_command(worker.worker)
     main.add_command(server.server)
+    main.add_command(scheduler.scheduler)
 
 
 _register()

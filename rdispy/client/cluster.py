@@ -31,7 +31,7 @@ from rdispy.client.future import RemoteFuture
 from rdispy.client.local_cluster import LocalCluster
 from rdispy.errors import ConfigError, JobTerminated, NodeLost, NoNodesError, WorkerCrashed
 from rdispy.keys import Keys
-from rdispy.scheduler import placement
+from rdispy.scheduler import fair, placement
 from rdispy.scheduler.placement import NodeLoad
 from rdispy.worker.node import live_nodes
 from rdispy.worker.programs import run_program
@@ -40,9 +40,12 @@ from rdispy.worker.workspace import check_file_name
 log = logging.getLogger(__name__)
 
 _STOP = object()
+ENDED = (DispyJob.Finished, DispyJob.Cancelled, DispyJob.Terminated, DispyJob.Abandoned)
 
 
 class JobCluster:
+    _fair = False  # SharedJobCluster queues its jobs for the fair scheduler
+
     """Distribute ``computation`` over the cluster's nodes (dispy's arguments and meanings).
 
     Arguments dispy uses for its own networking (``ip_addr``, ``port``, ``node_port``,
@@ -92,6 +95,35 @@ class JobCluster:
         if redis_url is None:
             self._local = LocalCluster(cpus or os.cpu_count() or 1, keys, secret or None)
             redis_url = self._local.url
+        try:
+            self._open(
+                redis_url,
+                keys,
+                computation,
+                depends,
+                dest_path,
+                setup,
+                secret,
+                max_retries,
+                reentrant,
+            )
+        except BaseException:
+            if self._local is not None:
+                self._local.close(drain=False)
+            raise
+
+    def _open(
+        self,
+        redis_url: str,
+        keys: Keys,
+        computation: Callable[..., Any] | str,
+        depends: Iterable[Any],
+        dest_path: Any,
+        setup: Callable[..., Any] | None,
+        secret: str,
+        max_retries: int | None,
+        reentrant: bool,
+    ) -> None:
         retries = (
             max_retries if max_retries is not None else (defaults.MAX_RETRIES if reentrant else 0)
         )
@@ -102,9 +134,12 @@ class JobCluster:
             max_retries=retries,
             alive=self._local.alive if self._local else None,
             dest_path=dest_path,
+            fair=self._fair,
         )
         self._function, files, names = self._computation(computation)
-        self._header: dict[str, object] = {"ev": 1, "cl": self.session}
+        self._header: dict[str, object] = {"cl": self.session}
+        if self.job_status or self.cluster_status:
+            self._header["ev"] = 1  # nodes report each job's start only when someone listens
         for item in depends:
             self._depend(item, files, names)
         if files or names:
@@ -112,7 +147,8 @@ class JobCluster:
             self._header["dp"] = self._dispatcher.upload_blob(manifest)
         if setup is not None:
             self._header["su"] = self._dispatcher.upload_blob(serialization.dumps(setup, "setup"))
-        self._jobs: list[DispyJob] = []
+        self._pending: set[DispyJob] = set()  # submitted and not ended
+        self._node_stats: dict[str, dict[str, float]] = {}  # finished jobs and time per node
         self._ids = itertools.count(1)
         self._events: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._notifier = threading.Thread(
@@ -194,7 +230,7 @@ class JobCluster:
         job._future = future
         future.add_event_listener(lambda f, kind, value: self._on_event(job, kind, value))
         future.add_done_callback(lambda f: self._on_done(job, f))
-        self._jobs.append(job)
+        self._pending.add(job)
         return job
 
     # -- placement -------------------------------------------------------------------------------
@@ -248,10 +284,13 @@ class JobCluster:
     def _rescue_stranded(self) -> None:
         """Jobs waiting in the stream of a node that has gone: move them to another eligible
         node, or fail them with NodeLost when they were pinned there (listener thread)."""
+        placed = [j for j in list(self._pending) if j._selectors is not None]
+        if not placed:
+            return
         live = {n.name for n in self._node_loads()}
-        for job in list(self._jobs):
+        for job in placed:
             future: RemoteFuture = job._future
-            if future.done() or job.start_time is not None or job._selectors is None:
+            if future.done() or job.start_time is not None:
                 continue
             node = future.stream.rsplit(":", 2)[-2]
             if node in live:
@@ -262,7 +301,7 @@ class JobCluster:
                     Future.set_exception(future, lost)
                 continue
             try:
-                other = self._place(job._selectors, exclude=node, wait=False)
+                other = self._place(job._selectors or [], exclude=node, wait=False)
             except NoNodesError:
                 continue
             if self._dispatcher.move(future, other):
@@ -273,9 +312,17 @@ class JobCluster:
         if kind == "run":
             job.start_time = future.start_time
             job.node, job.ip_addr = future.node, future.ip_addr
-            self._events.put((job, DispyJob.Running, None))
+            self._status(job, DispyJob.Running, None)
         elif kind == "prov":
-            self._events.put((job, DispyJob.ProvisionalResult, value))
+            self._status(job, DispyJob.ProvisionalResult, value)
+
+    def _status(self, job: DispyJob, status: int, value: Any) -> None:
+        """Apply a status change: through the callback thread when there are callbacks, else at
+        once (both keep each job's order: its events arrive on one thread)."""
+        if self.callback or self.job_status or self.cluster_status:
+            self._events.put((job, status, value))
+        else:
+            self._apply(job, status, value)
 
     def _on_done(self, job: DispyJob, future: Future[Any]) -> None:
         assert isinstance(future, RemoteFuture)
@@ -296,7 +343,11 @@ class JobCluster:
         else:
             result = future.result()
             status = DispyJob.Finished
-        self._events.put((job, status, result))
+            if job.node and job.start_time and job.end_time:
+                entry = self._node_stats.setdefault(job.node, {"jobs": 0, "cpu_time": 0.0})
+                entry["jobs"] += 1
+                entry["cpu_time"] += job.end_time - job.start_time
+        self._status(job, status, result)
 
     def _notify_loop(self) -> None:
         """One thread per cluster runs the callbacks, in the order each job's events came."""
@@ -305,9 +356,13 @@ class JobCluster:
             if item is _STOP:
                 return
             job, status, value = item
-            job.status = status
-            if status in (DispyJob.ProvisionalResult, DispyJob.Finished):
-                job.result = value
+            self._apply(job, status, value, notify=True)
+
+    def _apply(self, job: DispyJob, status: int, value: Any, notify: bool = False) -> None:
+        job.status = status
+        if status in (DispyJob.ProvisionalResult, DispyJob.Finished):
+            job.result = value
+        if notify:
             try:
                 if self.job_status and status != DispyJob.ProvisionalResult:
                     self.job_status(job)
@@ -317,13 +372,9 @@ class JobCluster:
                     self.cluster_status(status, None, job)
             except Exception:
                 log.exception("callback for job %s failed", job.id)
-            if status in (
-                DispyJob.Finished,
-                DispyJob.Cancelled,
-                DispyJob.Terminated,
-                DispyJob.Abandoned,
-            ):
-                job.finish.set()
+        if status in ENDED:
+            self._pending.discard(job)
+            job.finish.set()
 
     def cancel(self, job: DispyJob) -> int:
         """Cancel a job: a queued one never runs (Cancelled); a running one is stopped on its node
@@ -338,7 +389,7 @@ class JobCluster:
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until every submitted job has ended; False if ``timeout`` passed first."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        for job in list(self._jobs):
+        for job in list(self._pending):
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             if not job.finish.wait(remaining):
                 return False
@@ -350,8 +401,15 @@ class JobCluster:
         """This cluster's jobs running on ``node`` now."""
         name = node.name if isinstance(node, DispyNode) else str(node)
         return [
-            j for j in self._jobs if j.status == DispyJob.Running and name in (j.node, j.ip_addr)
+            j
+            for j in list(self._pending)
+            if j.status == DispyJob.Running and name in (j.node, j.ip_addr)
         ]
+
+    @property
+    def url(self) -> str:
+        """The Redis URL of the cluster (the private socket for the embedded default)."""
+        return self._dispatcher.url
 
     def nodes(self) -> list[DispyNode]:
         """The cluster's live nodes."""
@@ -370,12 +428,7 @@ class JobCluster:
 
     def stats(self) -> dict[str, Any]:
         """Jobs and node time per node, total job time, wall time and speedup."""
-        per_node: dict[str, dict[str, float]] = {}
-        for job in self._jobs:
-            if job.status == DispyJob.Finished and job.node and job.start_time and job.end_time:
-                entry = per_node.setdefault(job.node, {"jobs": 0, "cpu_time": 0.0})
-                entry["jobs"] += 1
-                entry["cpu_time"] += job.end_time - job.start_time
+        per_node = {name: dict(entry) for name, entry in self._node_stats.items()}
         total = sum(n["cpu_time"] for n in per_node.values())
         wall = time.time() - self._started
         return {
@@ -413,7 +466,7 @@ class JobCluster:
         if self._closed:
             return
         if terminate:
-            for job in self._jobs:
+            for job in list(self._pending):
                 self.cancel(job)
         self.wait(timeout)
         self._closed = True
@@ -429,3 +482,43 @@ class JobCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class SharedJobCluster(JobCluster):
+    """A JobCluster that shares the nodes with other clients fairly (dispy's SharedJobCluster).
+
+    Its jobs wait in this client's own queue, and a fair scheduler feeds the shared stream
+    round-robin from every client's queue: `rdispy scheduler` when one runs, else (by default)
+    one started in this process, so jobs never wait for a scheduler that is not there.
+    ``scheduler=False`` never starts one here; ``True`` always does.
+    """
+
+    _fair = True
+
+    def __init__(
+        self,
+        computation: Callable[..., Any] | str,
+        *args: Any,
+        scheduler: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(computation, *args, **kwargs)
+        self._scheduler: fair.FairScheduler | None = None
+        client, keys = self._dispatcher.client, self._dispatcher.keys
+        if scheduler or (scheduler is None and not _scheduler_seen(client, keys)):
+            self._scheduler, _ = fair.start_thread(self._dispatcher.url, keys)
+            log.info("SharedJobCluster: no `rdispy scheduler` seen; scheduling in this process")
+
+    def close(self, timeout: float | None = None, terminate: bool = False) -> None:
+        super().close(timeout, terminate)
+        if self._scheduler is not None:
+            self._scheduler.stop()
+
+
+def _scheduler_seen(client: Any, keys: Keys, wait: float = 1.0) -> bool:
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if fair.running(client, keys):
+            return True
+        time.sleep(0.1)
+    return False

@@ -70,6 +70,7 @@ class Dispatcher:
         client_id: str | None = None,
         alive: Callable[[], bool] | None = None,
         dest_path: str | os.PathLike[str] | None = None,
+        fair: bool = False,
     ) -> None:
         self.url = url
         self.keys = keys
@@ -77,6 +78,7 @@ class Dispatcher:
         self.max_payload = max_payload
         self.max_retries = max_retries
         self.client_id = client_id or uuid.uuid4().hex[:16]
+        self.fair = fair  # jobs go to this client's fair queue, fed to nodes round-robin
         self.dest_path = Path(dest_path or os.getcwd())  # where files sent by jobs land
         self._alive = alive  # health of the nodes this client owns (the embedded default)
         self.broken: ExecutorBroken | None = None
@@ -136,7 +138,8 @@ class Dispatcher:
     def _job_streams(self) -> list[str]:
         """The shared job stream and every node's own."""
         nodes = self.client.scan_iter(match=self.keys.node_jobs("*"), _type="stream")
-        return [self.keys.jobs, *(key.decode() for key in nodes)]
+        own_queue = self.keys.fair_queue(self.client_id)
+        return [self.keys.jobs, own_queue, *(key.decode() for key in nodes)]
 
     def _entries(self, key: str) -> Iterable[tuple[bytes, dict[bytes, bytes]]]:
         start = "-"
@@ -177,6 +180,9 @@ class Dispatcher:
         digest, blob = self._function_blob(fn)
         node = (header or {}).get("nd")
         stream = self.keys.node_jobs(str(node)) if node else self.keys.jobs
+        signed_for = stream
+        if self.fair and not node:
+            stream = self.keys.fair_queue(self.client_id)  # moved verbatim by the scheduler
         batch: list[tuple[RemoteFuture, wire.Fields]] = []
         for call in calls:
             job_id = f"{self.client_id}-{next(self._seq)}"
@@ -196,7 +202,7 @@ class Dispatcher:
             )
             future = RemoteFuture(job_id, self)
             future.stream = stream
-            batch.append((future, self.signer.sign(stream, fields)))
+            batch.append((future, self.signer.sign(signed_for, fields)))
         if blob is not None:
             self._functions[id(fn)] = (fn, digest)
             self._blob_data[digest] = blob
@@ -287,7 +293,8 @@ class Dispatcher:
                 try:
                     withdrawn = bool(
                         self.scripts.cancel(
-                            keys=[future.stream], args=[CONSUMER_GROUP, future.entry_id]
+                            keys=[future.stream, self.keys.job(future.job_id), self.keys.jobs],
+                            args=[CONSUMER_GROUP, future.entry_id],
                         )
                     )
                 except redis.RedisError as exc:

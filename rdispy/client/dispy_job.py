@@ -78,8 +78,10 @@ def status_name(status: int) -> str:
 def exception_text(exc: BaseException) -> str:
     """The traceback text dispy keeps in ``job.exception`` (the remote one when there is one)."""
     cause = exc.__cause__
-    local = "".join(traceback.format_exception_only(type(exc), exc))
-    return f"{cause}\n{local}" if cause is not None else local
+    remote = getattr(cause, "tb", None)
+    if isinstance(remote, str):
+        return remote
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
 @dataclass

@@ -118,6 +118,7 @@ class Consumer:
         self.functions = FunctionCache(self.client, self.keys)
         self.workspace = Workspace(self.client, self.keys, config.workdir)
         self._setups: set[tuple[str, bytes]] = set()
+        self._cwd: Path | None = None
         self.prefetch = 1
         self._publishes: list[tuple[Entry, str, wire.Fields]] = []
         self.streams = [self.keys.node_jobs(config.node), self.keys.jobs]
@@ -295,9 +296,11 @@ class Consumer:
     ) -> None:
         """Run in the cluster session's folder with its dependencies; run its setup once."""
         folder, names = self.workspace.prepare(session, fields.get(b"dp"), job_id)
-        os.chdir(folder)
-        if str(folder) not in sys.path:
-            sys.path.insert(0, str(folder))
+        if self._cwd != folder:
+            os.chdir(folder)
+            self._cwd = folder
+            if str(folder) not in sys.path:
+                sys.path.insert(0, str(folder))
         namespace = getattr(fn, "__globals__", None)
         if namespace is not None:
             namespace.update(names)

@@ -1,0 +1,35 @@
+"""`rdispy scheduler`: the fair scheduler for SharedJobCluster clients."""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+import click
+
+from rdispy.cli import cluster_option, prefix_option, redis_option
+from rdispy.errors import ConfigError
+from rdispy.keys import Keys
+
+log = logging.getLogger(__name__)
+
+
+@click.command()
+@redis_option
+@cluster_option
+@prefix_option
+def scheduler(redis_url: str | None, cluster: str, prefix: str) -> None:
+    """Feed the shared queue round-robin from every SharedJobCluster client's queue."""
+    from rdispy import connection
+    from rdispy.scheduler.fair import FairScheduler
+
+    if not redis_url:
+        raise ConfigError("no Redis URL: pass --redis URL or set $RDISPY_REDIS")
+    client = connection.connect(redis_url)
+    connection.wait_for(client, redis_url)
+    fair = FairScheduler(client, Keys(cluster, prefix))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: fair.stop())
+    log.info("scheduler for cluster %s at %s", cluster, connection.redact(redis_url))
+    fair.run()
+    log.info("scheduler stopped")

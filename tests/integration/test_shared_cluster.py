@@ -1,0 +1,154 @@
+"""SharedJobCluster: several client processes share the nodes, each gets only its own results,
+and the fair scheduler keeps a big client from starving small ones; a scheduler that dies loses
+nothing and a restarted one carries on."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import rdispy as dispy
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+CLIENT = textwrap.dedent("""
+    import json, sys, time
+    import rdispy as dispy
+
+    def work(tag, i):
+        time.sleep(0.05)
+        return tag, i
+
+    url, cluster, tag, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    c = dispy.SharedJobCluster(work, redis_url=url, cluster=cluster, scheduler=False)
+    started = time.time()
+    jobs = [c.submit(tag, i) for i in range(count)]
+    print("submitted", flush=True)
+    results = [job(timeout=120) for job in jobs]
+    finished = time.time()
+    c.close()
+    ok = results == [[tag, i] for i in range(count)] or results == [(tag, i) for i in range(count)]
+    print(json.dumps({"tag": tag, "ok": ok, "started": started, "finished": finished}), flush=True)
+""")
+
+
+def start_client(url: str, cluster: str, tag: str, count: int) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CLIENT, url, cluster, tag, str(count)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "submitted"
+    return proc
+
+
+def finish(proc: subprocess.Popen[str]) -> dict:
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def scheduler_process(redis_url, cluster):
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "rdispy",
+                "scheduler",
+                "--redis",
+                redis_url,
+                "--cluster",
+                cluster,
+            ],
+            cwd=ROOT,
+        )
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(10)
+
+
+def test_four_clients_share_nodes_fairly_and_each_gets_its_own_results(
+    redis_url, cluster, start_worker, scheduler_process
+):
+    start_worker(redis_url, 1, "node-a")
+    start_worker(redis_url, 1, "node-b")
+    scheduler_process()
+    big = start_client(redis_url, cluster, "big", 120)  # 6 s of work on 2 cores
+    time.sleep(0.5)
+    small = [start_client(redis_url, cluster, f"small{i}", 8) for i in range(3)]
+    reports = [finish(p) for p in small]
+    big_report = finish(big)
+    assert big_report["ok"] and all(r["ok"] for r in reports)
+    for report in reports:
+        # round-robin: each small client is done long before the big one, not queued behind it
+        assert report["finished"] < big_report["finished"] - 1.0, (report, big_report)
+
+
+def test_a_scheduler_that_dies_loses_nothing_and_a_restarted_one_carries_on(
+    redis_url, cluster, keys, start_worker, scheduler_process, rclient
+):
+    start_worker(redis_url, 2)
+    first = scheduler_process()
+    client = start_client(redis_url, cluster, "c", 60)
+    time.sleep(0.7)
+    first.send_signal(signal.SIGKILL)
+    first.wait(5)
+    time.sleep(0.5)
+    queued = sum(rclient.xlen(k) for k in rclient.keys(keys.fair_queue("*")))
+    assert queued > 0  # jobs wait in the client's queue, none lost
+    scheduler_process()
+    report = finish(client)
+    assert report["ok"]
+
+
+def test_shared_cluster_schedules_in_process_when_no_scheduler_runs(
+    redis_url, cluster, start_worker
+):
+    start_worker(redis_url, 2)
+
+    def double(x):
+        return 2 * x
+
+    with dispy.SharedJobCluster(double, redis_url=redis_url, cluster=cluster) as c:
+        jobs = [c.submit(i) for i in range(10)]
+        assert [job(timeout=30) for job in jobs] == [2 * i for i in range(10)]
+        queued = c.submit(5)
+        assert queued(timeout=30) == 10
+
+
+def test_cancel_reaches_a_job_waiting_in_the_fair_queue(redis_url, cluster, start_worker, tmp_path):
+    start_worker(redis_url, 1)
+    ledger = tmp_path / "ledger"
+
+    def note(tag, seconds):
+        with open(ledger, "a") as f:
+            f.write(f"{tag}\n")
+        time.sleep(seconds)
+        return tag
+
+    with dispy.SharedJobCluster(note, redis_url=redis_url, cluster=cluster) as c:
+        blockers = [c.submit(f"b{i}", 0.5) for i in range(4)]
+        victim = c.submit("victim", 0)
+        assert c.cancel(victim) == 0
+        assert victim(timeout=30) is None and victim.status == dispy.DispyJob.Cancelled
+        assert [job(timeout=30) for job in blockers] == [f"b{i}" for i in range(4)]
+    ran = ledger.read_text().split()
+    assert "victim" not in ran and sorted(ran) == [f"b{i}" for i in range(4)]
