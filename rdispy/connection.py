@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 
@@ -21,14 +21,28 @@ TRANSIENT = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError
 
 
 def redact(url: str) -> str:
-    """The URL with its password replaced by ***, for logs and messages."""
+    """The URL with its password replaced by ***, for logs and messages (in the user-info part
+    and in a ``?password=`` query, which redis-py also accepts)."""
     parts = urlsplit(url)
     if parts.password:
         user = parts.username or ""
         host = parts.hostname or ""
         port = f":{parts.port}" if parts.port else ""
         parts = parts._replace(netloc=f"{user}:***@{host}{port}")
+    if parts.query:
+        query = [
+            (name, "***" if name.lower() == "password" else value)
+            for name, value in parse_qsl(parts.query, keep_blank_values=True)
+        ]
+        parts = parts._replace(query=urlencode(query, safe="*"))
     return urlunsplit(parts)
+
+
+def _has_password(url: str) -> bool:
+    parts = urlsplit(url)
+    return bool(parts.password) or any(
+        name.lower() == "password" for name, _ in parse_qsl(parts.query)
+    )
 
 
 def connect(url: str, **options: object) -> redis.Redis:
@@ -74,6 +88,11 @@ def wait_for(
                 log.info("connected to Redis at %s after %d attempts", redact(url), attempt)
             return
         except redis.AuthenticationError as exc:
+            if not _has_password(url):
+                raise BrokerError(
+                    f"Redis at {redact(url)} needs a password: put it in the URL "
+                    f"(redis://[USER]:PASSWORD@HOST:PORT) ({exc})"
+                ) from exc
             raise BrokerError(f"Redis at {redact(url)} refused the credentials: {exc}") from exc
         except redis.ResponseError as exc:
             if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from pathlib import Path
 
 import click
 
@@ -42,6 +43,12 @@ from rdispy.keys import Keys
     help="Largest pickled result of one job (default: 256 MiB); a larger one fails the job with "
     "ResultTooLarge.",
 )
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for the dependency cache and job folders (default: one in the temp folder).",
+)
 @click.option("--owner-pid", type=int, default=None, hidden=True)
 @click.option("--stop-server-with-owner", is_flag=True, hidden=True)
 def worker(
@@ -54,6 +61,7 @@ def worker(
     heartbeat: float | None,
     connect_timeout: float | None,
     max_result: int | None,
+    workdir: Path | None,
     owner_pid: int | None,
     stop_server_with_owner: bool,
 ) -> None:
@@ -78,5 +86,6 @@ def worker(
         stop_server_with_owner=stop_server_with_owner,
         connect_timeout=connect_timeout,
         max_result=max_result or defaults.MAX_RESULT,
+        workdir=workdir,
     )
     sys.exit(Supervisor(config).run())

@@ -26,7 +26,7 @@ from typing import Any
 
 from rdispy import defaults, serialization
 from rdispy.client.dispatcher import Dispatcher
-from rdispy.client.dispy_job import DispyJob, DispyNode, exception_text
+from rdispy.client.dispy_job import ClusterStatus, DispyJob, DispyNode, exception_text
 from rdispy.client.future import RemoteFuture
 from rdispy.client.local_cluster import LocalCluster
 from rdispy.errors import ConfigError, JobTerminated, NodeLost, NoNodesError, WorkerCrashed
@@ -84,8 +84,11 @@ class JobCluster:
             log.debug("JobCluster: dispy option %s has no effect on rdispy", name)
         self.callback, self.job_status, self.cluster_status = callback, job_status, cluster_status
         self.timeout = timeout
+        self._cleanup = cleanup
         self.node_wait = node_wait
         self._selectors: list[Any] | None = list(nodes) if nodes else None
+        self._excluded: list[Any] = []  # deallocated nodes
+        self._known_nodes: dict[str, DispyNode] = {}  # for cluster_status node events
         self._loads: tuple[float, list[NodeLoad]] = (0.0, [])
         self._placed: dict[str, int] = {}  # jobs placed per node since the last load snapshot
         self._program = ""
@@ -142,11 +145,15 @@ class JobCluster:
             self._header["ev"] = 1  # nodes report each job's start only when someone listens
         for item in depends:
             self._depend(item, files, names)
+        self._files, self._names = files, names
         if files or names:
             manifest = serialization.dumps({"files": files, "globals": names}, "depends")
             self._header["dp"] = self._dispatcher.upload_blob(manifest)
         if setup is not None:
             self._header["su"] = self._dispatcher.upload_blob(serialization.dumps(setup, "setup"))
+        if callable(self._cleanup):
+            cleanup_blob = serialization.dumps(self._cleanup, "cleanup")
+            self._header["cu"] = self._dispatcher.upload_blob(cleanup_blob)
         self._pending: set[DispyJob] = set()  # submitted and not ended
         self._node_stats: dict[str, dict[str, float]] = {}  # finished jobs and time per node
         self._ids = itertools.count(1)
@@ -158,6 +165,9 @@ class JobCluster:
         self._started = time.time()
         self._closed = False
         self._dispatcher.periodic.append(self._rescue_stranded)
+        if self.cluster_status:
+            self._watch_nodes()
+            self._dispatcher.periodic.append(self._watch_nodes)
 
     # -- building the session ------------------------------------------------------------------
 
@@ -222,7 +232,7 @@ class JobCluster:
         job = DispyJob(next(self._ids), args, kwargs)
         call_args = (self._program, *args) if self._function is run_program else args
         header = dict(self._header, to=timeout) if timeout else dict(self._header)
-        selectors = selectors or self._selectors
+        selectors = selectors or self._selectors or (["*"] if self._excluded else None)
         if selectors:
             header["nd"] = self._place(selectors)
             job._selectors, job._pinned = selectors, pinned
@@ -268,7 +278,7 @@ class JobCluster:
                     n.name, n.ip, n.cpus, n.busy, n.queued + self._placed.get(n.name, 0), n.platform
                 )
                 for n in self._node_loads()
-                if n.name != exclude
+                if n.name != exclude and not any(placement.matches(n, x) for x in self._excluded)
             ]
             best = placement.choose(placement.eligible(loads, selectors, self))
             if best is not None:
@@ -306,6 +316,15 @@ class JobCluster:
                 continue
             if self._dispatcher.move(future, other):
                 log.info("job %s moved from lost node %s to %s", job.id, node, other)
+
+    def _watch_nodes(self) -> None:
+        """Report nodes joining (Initialized) and leaving or lost (Closed) to cluster_status."""
+        current = {n.name: n for n in self.nodes()}
+        for name in current.keys() - self._known_nodes.keys():
+            self._events.put((None, DispyNode.Initialized, current[name]))
+        for name in self._known_nodes.keys() - current.keys():
+            self._events.put((None, DispyNode.Closed, self._known_nodes[name]))
+        self._known_nodes = current
 
     def _on_event(self, job: DispyJob, kind: str, value: Any) -> None:
         future = job._future
@@ -356,6 +375,13 @@ class JobCluster:
             if item is _STOP:
                 return
             job, status, value = item
+            if job is None:  # a node event
+                try:
+                    assert self.cluster_status is not None
+                    self.cluster_status(status, value, None)
+                except Exception:
+                    log.exception("cluster_status callback for node %s failed", value.name)
+                continue
             self._apply(job, status, value, notify=True)
 
     def _apply(self, job: DispyJob, status: int, value: Any, notify: bool = False) -> None:
@@ -369,7 +395,7 @@ class JobCluster:
                 if self.callback and status not in (DispyJob.Running,):
                     self.callback(job)
                 if self.cluster_status:
-                    self.cluster_status(status, None, job)
+                    self.cluster_status(status, self._known_nodes.get(job.node or ""), job)
             except Exception:
                 log.exception("callback for job %s failed", job.id)
         if status in ENDED:
@@ -410,6 +436,31 @@ class JobCluster:
     def url(self) -> str:
         """The Redis URL of the cluster (the private socket for the embedded default)."""
         return self._dispatcher.url
+
+    def status(self) -> ClusterStatus:
+        """The live nodes and how many of this cluster's jobs have not ended."""
+        return ClusterStatus(self.nodes(), len(self._pending))
+
+    def allocate_node(self, node: Any) -> int:
+        """Let the cluster use ``node`` (a name, IP, pattern or NodeAllocate), or nodes."""
+        selectors = node if isinstance(node, list) else [node]
+        self._excluded = [x for x in self._excluded if x not in selectors]
+        if self._selectors is not None:
+            self._selectors.extend(selectors)
+        return 0
+
+    def deallocate_node(self, node: Any) -> int:
+        """Stop sending new jobs to ``node`` (a name, IP or pattern); running ones finish."""
+        self._excluded.append(node.name if isinstance(node, DispyNode) else node)
+        return 0
+
+    def send_file(self, path: str | os.PathLike[str], node: Any = None) -> int:
+        """Add a file to the cluster's dependencies: jobs submitted from now on find it in
+        their folder on every node (dispy sends it to one node; all is a superset)."""
+        self._files.append(self._file_entry(Path(path)))
+        manifest = serialization.dumps({"files": self._files, "globals": self._names}, "depends")
+        self._header["dp"] = self._dispatcher.upload_blob(manifest)
+        return 0
 
     def nodes(self) -> list[DispyNode]:
         """The cluster's live nodes."""
@@ -470,6 +521,7 @@ class JobCluster:
                 self.cancel(job)
         self.wait(timeout)
         self._closed = True
+        self._dispatcher.end_session(self.session, remove_files=bool(self._cleanup))
         self._dispatcher.close()
         self._events.put(_STOP)
         if threading.current_thread() is not self._notifier:

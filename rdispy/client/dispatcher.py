@@ -331,6 +331,14 @@ class Dispatcher:
         self.flush()
         return True
 
+    def end_session(self, session: str, remove_files: bool) -> None:
+        """Tell every node a cluster session is over: consumers run its cleanup function and,
+        with ``remove_files``, the session's folder goes."""
+        message = {"op": "close", "session": session, "rm": int(remove_files)}
+        fields = self.signer.sign(self.keys.control, wire.encode(message))
+        with contextlib.suppress(redis.RedisError):
+            self.client.xadd(self.keys.control, fields, maxlen=1000, approximate=True)  # type: ignore[arg-type]
+
     def stop_running(self, job_id: str) -> None:
         """Ask the node running ``job_id`` to stop it (SIGTERM, then SIGKILL after a grace)."""
         fields = self.signer.sign(self.keys.control, wire.encode({"op": "cancel", "id": job_id}))

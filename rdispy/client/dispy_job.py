@@ -11,7 +11,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, NamedTuple
 
 
 class DispyJob:
@@ -86,7 +86,12 @@ def exception_text(exc: BaseException) -> str:
 
 @dataclass
 class DispyNode:
-    """A node as dispy describes it (built from rdispy's node record)."""
+    """A node as dispy describes it (built from rdispy's node record).  ``Initialized`` and
+    ``Closed`` are the statuses ``cluster_status`` gets when a node joins or leaves."""
+
+    Initialized: ClassVar[int] = DispyJob.Created - 1
+    Closed: ClassVar[int] = DispyJob.Finished + 5
+    AvailInfo: ClassVar[int] = Closed + 1
 
     name: str
     ip_addr: str
@@ -97,3 +102,10 @@ class DispyNode:
     cpu_time: float = 0.0
     update_time: float = field(default_factory=time.time)
     platform: str = ""
+
+
+class ClusterStatus(NamedTuple):
+    """What ``JobCluster.status()`` returns, as in dispy."""
+
+    nodes: list[DispyNode]
+    jobs_pending: int

@@ -13,6 +13,7 @@ import functools
 import itertools
 import logging
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -33,7 +34,7 @@ from rdispy.keys import CONSUMER_GROUP, Keys
 from rdispy.link import Entry, Link, all_stream_entries
 from rdispy.scripts import Scripts
 from rdispy.worker import context, runner
-from rdispy.worker.slots import Slots
+from rdispy.worker.slots import ClosedSessions, Slots
 from rdispy.worker.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,14 @@ class FunctionCache:
 class Consumer:
     """The per-core loop.  ``run()`` returns when told to stop (SIGTERM) or when its owner dies."""
 
-    def __init__(self, config: ConsumerConfig, index: int, name: str, slots: Slots) -> None:
+    def __init__(
+        self,
+        config: ConsumerConfig,
+        index: int,
+        name: str,
+        slots: Slots,
+        closed: ClosedSessions | None = None,
+    ) -> None:
         self.config = config
         self.index = index
         self.name = name
@@ -118,6 +126,9 @@ class Consumer:
         self.functions = FunctionCache(self.client, self.keys)
         self.workspace = Workspace(self.client, self.keys, config.workdir)
         self._setups: set[tuple[str, bytes]] = set()
+        self._cleanups: dict[str, tuple[bytes, Callable[..., Any]]] = {}  # session -> (digest, fn)
+        self._closed = closed
+        self._closed_seen = closed.written() if closed else 0
         self._cwd: Path | None = None
         self.prefetch = 1
         self._publishes: list[tuple[Entry, str, wire.Fields]] = []
@@ -140,6 +151,7 @@ class Consumer:
         while not self.stopping and not self._orphaned():
             try:
                 self._flush()  # results left over from an outage go out first
+                self._end_closed_sessions()
                 self._serve_once()
                 backoff = 0.05
             except redis.ResponseError as exc:
@@ -313,6 +325,31 @@ class Consumer:
             if status not in (None, 0):
                 raise JobError(f"setup returned {status!r} on node {self.config.node}", job_id)
             self._setups.add((session, setup))
+        cleanup = fields.get(b"cu")
+        if cleanup and session not in self._cleanups:
+            self._cleanups[session] = (cleanup, fn)
+
+    def _end_closed_sessions(self) -> None:
+        """Run the cleanup of sessions their clients closed, and forget them."""
+        if self._closed is None or self._closed.written() == self._closed_seen:
+            return
+        self._closed_seen, closed = self._closed.since(self._closed_seen)
+        for session, remove_files in closed:
+            digest_fn = self._cleanups.pop(session, None)
+            if digest_fn is not None:
+                digest, compute = digest_fn
+                try:
+                    cleanup = self.functions.get(digest, session)
+                    _in_namespace(cleanup, getattr(compute, "__globals__", {}))()
+                except Exception:
+                    log.exception("consumer %s: cleanup of session %s failed", self.name, session)
+            self._setups = {s for s in self._setups if s[0] != session}
+            folder = self.workspace.forget(session)
+            if remove_files and folder is not None:
+                if self._cwd == folder:
+                    os.chdir(self.workspace.root)
+                    self._cwd = None
+                shutil.rmtree(folder, ignore_errors=True)
 
     def _emit(
         self, results_key: str, job_id: str, event: dict[str, Any], wait: bool = True
@@ -369,14 +406,16 @@ def _in_namespace(fn: Callable[..., Any], namespace: dict[str, Any]) -> Callable
     return fn
 
 
-def consumer_main(config: ConsumerConfig, index: int, name: str, slots: Slots) -> None:
+def consumer_main(
+    config: ConsumerConfig, index: int, name: str, slots: Slots, closed: ClosedSessions
+) -> None:
     """Entry point of a forked consumer process; never returns."""
     code = 0
     try:
         processes.reset_child_signals()
         os.setpgid(0, 0)
         processes.set_parent_death_signal(signal.SIGKILL)
-        Consumer(config, index, name, slots).run()
+        Consumer(config, index, name, slots, closed).run()
     except BaseException:
         log.exception("consumer %s failed", name)
         code = 1

@@ -64,3 +64,35 @@ class Slots:
 
     def done(self) -> int:
         return sum(self._read(i)[4] for i in range(self.count))
+
+
+class ClosedSessions:
+    """A ring of the cluster sessions whose clients closed them, shared like the slots: the
+    supervisor writes (from a signed control message), consumers read between jobs and run
+    the session's cleanup, then forget it."""
+
+    _HEADER = struct.Struct("<q")  # sessions written so far
+    _ENTRY = struct.Struct("<32s?")  # session id, remove its files
+    SIZE = 64
+
+    def __init__(self) -> None:
+        self._map = mmap.mmap(-1, self._HEADER.size + self._ENTRY.size * self.SIZE)
+
+    def written(self) -> int:
+        return int(self._HEADER.unpack_from(self._map, 0)[0])
+
+    def add(self, session: str, remove_files: bool) -> None:
+        count = self.written()
+        offset = self._HEADER.size + self._ENTRY.size * (count % self.SIZE)
+        self._ENTRY.pack_into(self._map, offset, session.encode()[:32], remove_files)
+        self._HEADER.pack_into(self._map, 0, count + 1)
+
+    def since(self, seen: int) -> tuple[int, list[tuple[str, bool]]]:
+        """Sessions closed after the first ``seen`` (at most the last SIZE), and the new count."""
+        count = self.written()
+        closed = []
+        for index in range(max(seen, count - self.SIZE), count):
+            offset = self._HEADER.size + self._ENTRY.size * (index % self.SIZE)
+            raw, remove = self._ENTRY.unpack_from(self._map, offset)
+            closed.append((raw.rstrip(b"\x00").decode(), bool(remove)))
+        return count, closed

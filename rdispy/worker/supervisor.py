@@ -35,7 +35,7 @@ from rdispy.keys import Keys
 from rdispy.worker.consumer import ConsumerConfig, consumer_main, ensure_group
 from rdispy.worker.node import NodeRecord, address_seen_by, deregister, heartbeat, live_nodes
 from rdispy.worker.recovery import ConsumerName, Recoverer
-from rdispy.worker.slots import Slots
+from rdispy.worker.slots import ClosedSessions, Slots
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,7 @@ class Supervisor:
         self.client = connection.connect(config.url)
         self.recoverer = Recoverer(self.client, self.keys, wire.Signer(config.secret), config.name)
         self.slots = Slots(config.cpus)
+        self.closed_sessions = ClosedSessions()
         self.children: dict[int, _Child] = {}  # by slot
         self.record = NodeRecord(name=config.name, cpus=config.cpus)
         self.stopping = 0
@@ -198,7 +199,7 @@ class Supervisor:
         self.slots.clear(slot)
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child
-            consumer_main(cfg, slot, name, self.slots)
+            consumer_main(cfg, slot, name, self.slots, self.closed_sessions)
         self.children[slot] = _Child(slot, name, pid, time.monotonic())
 
     def _reap(self, respawn: bool = True) -> None:
@@ -301,7 +302,11 @@ class Supervisor:
             except RdispyError as exc:
                 log.error("node %s: ignoring control message: %s", self.config.name, exc)
                 continue
-            if fields.get(b"op") == b"cancel":
+            if fields.get(b"op") == b"close":
+                session = fields.get(b"session", b"").decode()
+                if session.isalnum():
+                    self.closed_sessions.add(session, fields.get(b"rm") == b"1")
+            elif fields.get(b"op") == b"cancel":
                 job_id = fields.get(b"id", b"").decode()
                 for slot in list(self.children):
                     current = self.slots.running(slot)

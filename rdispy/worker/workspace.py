@@ -104,5 +104,13 @@ class Workspace:
         os.chmod(partial, mode & 0o755)  # never setuid/setgid bits from a client
         os.replace(partial, target)
 
+    def forget(self, session: str) -> Path | None:
+        """Drop a closed session; returns its folder (to remove) if it had one."""
+        found = [key for key in self._ready if key[0] == session]
+        for key in found:
+            del self._ready[key]
+        folder = self.sessions / session
+        return folder if folder.is_dir() else None
+
     def remove(self) -> None:
         shutil.rmtree(self.sessions, ignore_errors=True)

@@ -327,3 +327,107 @@ def test_job_pinned_to_a_node_that_dies_before_it_starts_fails_with_node_lost(
         assert "doomed" in waiting.exception
         assert busy(timeout=30) is None and busy.status == dispy.DispyJob.Abandoned
         assert c.submit(0.01)() == 0.01  # the other node serves
+
+
+def test_node_events_status_deallocate_and_send_file(redis_url, cluster, start_worker, tmp_path):
+    start_worker(redis_url, 1, "node-a")
+    events: list[tuple[int, str]] = []
+
+    def cluster_status(status, node, job):
+        if job is None:
+            events.append((status, node.name))
+
+    extra = tmp_path / "extra.txt"
+    extra.write_text("late file")
+
+    def read_extra(_):
+        import os
+
+        return open("extra.txt").read() if os.path.exists("extra.txt") else None
+
+    with dispy.JobCluster(
+        read_extra, cluster_status=cluster_status, redis_url=redis_url, cluster=cluster
+    ) as c:
+        assert c.submit(0)() is None
+        c.send_file(str(extra))
+        assert c.submit(0)() == "late file"
+        later = start_worker(redis_url, 1, "node-b")
+        deadline = time.monotonic() + 10
+        while (dispy.DispyNode.Initialized, "node-b") not in events and time.monotonic() < deadline:
+            time.sleep(0.05)
+        status = c.status()
+        assert {n.name for n in status.nodes} == {"node-a", "node-b"} and status.jobs_pending == 0
+        c.deallocate_node("node-a")
+        jobs = [c.submit(i) for i in range(4)]
+        c.wait()
+        assert {job.node for job in jobs} == {"node-b"}
+        later.stop()
+        deadline = time.monotonic() + 10
+        while (dispy.DispyNode.Closed, "node-b") not in events and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert (dispy.DispyNode.Initialized, "node-a") in events
+    assert (dispy.DispyNode.Closed, "node-b") in events
+
+
+def test_cleanup_function_runs_at_close_and_session_files_go(redis_url, cluster, tmp_path):
+    import glob
+    import subprocess
+
+    marker = tmp_path / "cleaned"
+    workdir = tmp_path / "node"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rdispy",
+            "worker",
+            "--redis",
+            redis_url,
+            "--cpus",
+            "1",
+            "--name",
+            "solo",
+            "--cluster",
+            cluster,
+            "--workdir",
+            str(workdir),
+        ],
+        env=dict(os.environ, RDISPY_HEARTBEAT="0.25"),
+    )
+    data = tmp_path / "data.txt"
+    data.write_text("x")
+
+    def setup():
+        global resource
+        resource = "open"
+        return 0
+
+    def cleanup():
+        with open(str(marker), "w") as f:
+            f.write(resource)  # noqa: F821 - the global setup made
+
+    def use(_):
+        return resource  # noqa: F821
+
+    try:
+        c = dispy.JobCluster(
+            use,
+            depends=[str(data)],
+            setup=setup,
+            cleanup=cleanup,
+            redis_url=redis_url,
+            cluster=cluster,
+        )
+        assert c.submit(0)(timeout=30) == "open"
+        assert glob.glob(str(workdir / "sessions" / "*" / "data.txt"))
+        c.close()
+        deadline = time.monotonic() + 10
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.read_text() == "open"
+        while glob.glob(str(workdir / "sessions" / "*")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not glob.glob(str(workdir / "sessions" / "*"))
+    finally:
+        proc.terminate()
+        proc.wait(10)
