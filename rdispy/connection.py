@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import redis
 
@@ -24,18 +24,22 @@ def redact(url: str) -> str:
     """The URL with its password replaced by ***, for logs and messages (in the user-info part
     and in a ``?password=`` query, which redis-py also accepts)."""
     parts = urlsplit(url)
+    netloc, query = parts.netloc, parts.query
     if parts.password:
-        user = parts.username or ""
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-        parts = parts._replace(netloc=f"{user}:***@{host}{port}")
-    if parts.query:
-        query = [
-            (name, "***" if name.lower() == "password" else value)
-            for name, value in parse_qsl(parts.query, keep_blank_values=True)
-        ]
-        parts = parts._replace(query=urlencode(query, safe="*"))
-    return urlunsplit(parts)
+        netloc = f"{parts.username or ''}:***@{netloc.rpartition('@')[2]}"
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if any(name.lower() == "password" for name, _ in pairs):
+        query = urlencode(
+            [(name, "***" if name.lower() == "password" else value) for name, value in pairs],
+            safe="*",
+        )
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url
+    return (
+        f"{parts.scheme}://{netloc}{parts.path}"
+        + (f"?{query}" if query else "")
+        + (f"#{parts.fragment}" if parts.fragment else "")
+    )
 
 
 def _has_password(url: str) -> bool:
@@ -131,3 +135,10 @@ def eviction_policy(client: redis.Redis, url: str) -> str:
             policy,
         )
     return policy
+
+
+def error_text(exc: BaseException) -> str:
+    """A Redis error with its code (NOPERM, OOM, ...), which redis-py keeps out of the text."""
+    code = getattr(exc, "status_code", None)
+    text = str(exc)
+    return f"{code} {text}" if code and not text.startswith(str(code)) else text

@@ -7,8 +7,9 @@ import logging
 import sys
 
 import click
+import redis
 
-from rdispy import __version__, defaults
+from rdispy import __version__, connection, defaults
 from rdispy.errors import BrokerError, ConfigError, RdispyError
 
 
@@ -58,6 +59,8 @@ class RdispyGroup(click.Group):
             raise click.UsageError(str(exc)) from exc
         except RdispyError as exc:
             raise click.ClickException(str(exc)) from exc
+        except redis.RedisError as exc:
+            raise click.ClickException(f"Redis refused: {connection.error_text(exc)}") from exc
 
 
 @click.group(cls=RdispyGroup)

@@ -85,8 +85,16 @@ class Dispatcher:
         self.results_key = keys.results(self.client_id)
         self.client = connection.connect(url)
         connection.wait_for(self.client, url, connect_timeout)
-        ensure_group(self.client, keys)
-        connection.eviction_policy(self.client, url)
+        try:
+            ensure_group(self.client, keys)
+            connection.eviction_policy(self.client, url)
+            self._run_id = self._touch_client_record()
+        except redis.RedisError as exc:
+            self.client.close()
+            raise BrokerError(
+                f"Redis at {connection.redact(url)} refused the client: "
+                f"{connection.error_text(exc)} (see the README's ACL section)"
+            ) from exc
         self.scripts = Scripts(self.client)
         self._seq = itertools.count(1)
         self._functions: dict[int, tuple[Callable[..., Any], str]] = {}
@@ -95,7 +103,6 @@ class Dispatcher:
         # what it takes to send unfinished jobs again if the server restarts empty
         self._sent: dict[str, wire.Fields] = {}
         self._blob_data: dict[str, bytes] = {}
-        self._run_id = self._touch_client_record()
         self.periodic: list[Callable[[], None]] = []  # run by the listener every CHECK_INTERVAL
         self._outbox: deque[_Outgoing] = deque()
         self._send_lock = threading.Lock()  # held while items leave the outbox for Redis
@@ -275,8 +282,9 @@ class Dispatcher:
                 continue
             if isinstance(reply, Exception):
                 self._forget(target.job_id)
+                refused = connection.error_text(reply)
                 target.set_exception(
-                    BrokerError(f"job {target.job_id}: Redis refused the job: {reply}")
+                    BrokerError(f"job {target.job_id}: Redis refused the job: {refused}")
                 )
             else:
                 target.entry_id = reply
