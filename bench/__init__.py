@@ -1,4 +1,4 @@
-"""rdispy's benchmark: rdispy.Executor against ProcessPoolExecutor, side by side in one run.
+"""rdispy's benchmark: rdispy.Executor and JobCluster against ProcessPoolExecutor, in one run.
 
 Modules: ``jobs`` (the functions every executor runs), ``executors`` (the columns), ``workloads``
 (what is measured), ``metrics`` (rows, units, targets), ``session`` (one timed executor

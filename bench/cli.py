@@ -37,7 +37,8 @@ def _selection(text: str, allowed: list[str], what: str) -> list[str]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="rdispy against ProcessPoolExecutor on the same cores, side by side.",
+        description="rdispy (Executor and JobCluster) against ProcessPoolExecutor on the same "
+        "cores, side by side.",
     )
     parser.add_argument("--repeat", type=_positive, help="sessions per executor (3; 1 --quick)")
     parser.add_argument(
@@ -84,7 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     stats = report.medians(samples)
     rows = report.build_rows(args.executors, selected, stats)
     failures = report.errors(samples)
-    print(f"\n{args.workers} workers, median of {repeats} run(s), ratio = {SUBJECT} / {BASELINE}")
+    print(
+        f"\n{args.workers} workers, median of {repeats} run(s), ratio = {SUBJECT} / {BASELINE}"
+        " (rows labelled 'X / Y': ratio = X / Y)"
+    )
     print(report.table(rows, args.executors))
     for line in failures:
         print(line)

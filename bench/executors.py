@@ -2,22 +2,174 @@
 
 A factory takes the number of workers and returns a fresh ``concurrent.futures.Executor`` (used as
 a context manager, so leaving the ``with`` block shuts it down and ends its processes).  To add a
-column -- a JobCluster adapter, or a peer such as Dask or loky -- register one more factory; import
-the peer's package inside the factory, so the benchmark runs where it is not installed as long as
-its column is not selected (``--executors``).
+column -- a peer such as Dask or loky -- register one more factory; import the peer's package
+inside the factory, so the benchmark runs where it is not installed as long as its column is not
+selected (``--executors``).
 
 ``SUBJECT`` is the executor the targets apply to; ``BASELINE`` is what ratios are taken against.
+``JOBCLUSTER`` is rdispy's dispy-compatible API, seen through ``JobClusterExecutor``; its own
+targets are relative to ``SUBJECT`` (see ``bench.metrics.COMPARISONS``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from typing import Any
 
-# imported here, not in the factory, so that cold start does not count importing the package
+# imported here, not in the factories, so that cold start does not count importing the package
+from rdispy.client.cluster import JobCluster
+from rdispy.client.dispy_job import DispyJob, status_name
 from rdispy.client.executor import Executor as RdispyExecutor
 
 ExecutorFactory = Callable[[int], Executor]
+
+#: DispyJob statuses after which a job does not change any more.
+_FINAL = frozenset((DispyJob.Finished, DispyJob.Cancelled, DispyJob.Terminated, DispyJob.Abandoned))
+
+
+class JobClusterError(RuntimeError):
+    """A JobCluster job that did not finish: its status, and the traceback text dispy keeps."""
+
+    def __init__(self, job: DispyJob) -> None:
+        super().__init__(f"job {job.id} {status_name(job.status)}: {job.exception or ''}".strip())
+
+
+class JobFuture(Future[Any]):
+    """The future of one DispyJob, resolved from its JobCluster's ``callback``."""
+
+    def __init__(self, cluster: JobCluster, job: DispyJob) -> None:
+        super().__init__()
+        self.cluster = cluster
+        self.job = job
+
+    def cancel(self) -> bool:
+        """Ask the cluster to cancel the job; the future follows once the job has ended."""
+        if self.done():
+            return self.cancelled()
+        self.cluster.cancel(self.job)
+        return False
+
+
+class JobClusterExecutor(Executor):
+    """rdispy's dispy API (``JobCluster``/``DispyJob``) behind the interface the workloads use.
+
+    A JobCluster runs one computation, so there is one cluster per distinct function, created on
+    its first ``submit``/``map`` as ``JobCluster(fn, cpus=workers, callback=...)`` (the embedded
+    default: each cluster starts its own private server and ``workers`` consumers, as a dispy
+    program with one cluster per computation would).  Every job goes through
+    ``JobCluster.submit``: ``submit`` returns a real Future resolved by the cluster's callback
+    (so ``concurrent.futures.wait`` works on it), ``map`` submits every call and collects the
+    results in order with ``job(timeout=...)``.  ``shutdown`` closes every cluster.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._clusters: dict[Callable[..., Any], JobCluster] = {}
+        self._lock = threading.Lock()
+        # a job ends in the callback thread, possibly before submit has registered it: whichever
+        # of the two comes second settles it (``_watched``: job -> its future, or None for map)
+        self._watched: dict[DispyJob, JobFuture | None] = {}
+        self._ended: set[DispyJob] = set()
+        self._closed = False
+
+    def _cluster(self, fn: Callable[..., Any]) -> JobCluster:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("cannot schedule new jobs after shutdown")
+            cluster = self._clusters.get(fn)
+            if cluster is None:
+                cluster = JobCluster(fn, cpus=self.workers, callback=self._on_status)
+                self._clusters[fn] = cluster
+            return cluster
+
+    def _watch(self, job: DispyJob, future: JobFuture | None) -> None:
+        with self._lock:
+            ended = job in self._ended
+            if ended:
+                self._ended.discard(job)
+            else:
+                self._watched[job] = future
+        if ended and future is not None:
+            _settle(future)
+
+    def _on_status(self, job: DispyJob) -> None:
+        """The clusters' callback (their notifier thread), once per status change of a job."""
+        if job.status not in _FINAL:
+            return
+        with self._lock:
+            if job not in self._watched:
+                self._ended.add(job)
+                return
+            future = self._watched.pop(job)
+        if future is not None:
+            _settle(future)
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> JobFuture:
+        cluster = self._cluster(fn)
+        job = cluster.submit(*args, **kwargs)
+        future = JobFuture(cluster, job)
+        self._watch(job, future)
+        return future
+
+    def map(  # type: ignore[override]
+        self,
+        fn: Callable[..., Any],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+    ) -> Iterator[Any]:
+        """One job per call (JobCluster has no batching); results in order, as they come."""
+        end = None if timeout is None else time.monotonic() + timeout
+        cluster = self._cluster(fn)
+        jobs = []
+        for args in zip(*iterables):  # noqa: B905 - map stops at the shortest
+            job = cluster.submit(*args)
+            self._watch(job, None)
+            jobs.append(job)
+        return _collect(cluster, jobs, end)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Close every cluster: waiting for its jobs, or (``not wait``) stopping them at once."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            clusters = list(self._clusters.values())
+        for cluster in clusters:
+            if wait:
+                cluster.close(terminate=cancel_futures)
+            else:
+                cluster.close(timeout=0, terminate=True)
+
+
+def _settle(future: JobFuture) -> None:
+    job = future.job
+    if future.done():
+        return
+    if job.status == DispyJob.Finished:
+        future.set_result(job.result)
+    elif job.status == DispyJob.Cancelled:
+        Future.cancel(future)
+    else:
+        future.set_exception(JobClusterError(job))
+
+
+def _collect(cluster: JobCluster, jobs: list[DispyJob], end: float | None) -> Iterator[Any]:
+    pending = list(reversed(jobs))
+    try:
+        while pending:
+            job = pending.pop()
+            remaining = None if end is None else max(0.0, end - time.monotonic())
+            value = job(timeout=remaining)  # TimeoutError past the deadline
+            if job.status != DispyJob.Finished:
+                raise JobClusterError(job)
+            yield value
+    finally:
+        for job in pending:
+            cluster.cancel(job)
 
 
 def rdispy_embedded(workers: int) -> Executor:
@@ -30,11 +182,18 @@ def process_pool(workers: int) -> Executor:
     return ProcessPoolExecutor(max_workers=workers)
 
 
+def job_cluster(workers: int) -> Executor:
+    """rdispy's JobCluster (embedded default), one cluster per function, created on first use."""
+    return JobClusterExecutor(workers)
+
+
 SUBJECT = "rdispy"
 BASELINE = "ProcessPool"
+JOBCLUSTER = "JobCluster"
 
 #: Column name -> factory, in table order.
 EXECUTORS: dict[str, ExecutorFactory] = {
     SUBJECT: rdispy_embedded,
     BASELINE: process_pool,
+    JOBCLUSTER: job_cluster,
 }

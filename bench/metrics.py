@@ -2,6 +2,9 @@
 
 Ratios are always ``subject / baseline`` (rdispy / ProcessPool), whatever the direction of the
 metric: above 1 is better for throughput and efficiency, below 1 is better for times.
+
+``COMPARISONS`` add rows that set one column against another on one metric (e.g. JobCluster /
+rdispy), with their own targets; their ratio is ``column / reference``.
 """
 
 from __future__ import annotations
@@ -53,4 +56,25 @@ METRICS: tuple[Metric, ...] = (
     Metric("cpu_efficiency", "d", "CPU efficiency", "", 3, Target(0.95, True, False)),
     Metric("cold_start_s", "e", "cold start", "s", 2, Target(1.0, False, False)),
     Metric("shutdown_s", "e", "shutdown", "s", 2),
+)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """An extra row: ``column``'s median over ``reference``'s, for the metric ``key``."""
+
+    key: str
+    column: str
+    reference: str
+    target: Target | None = None
+
+
+#: The issue's target for the dispy API: JobCluster's throughput and latency within 20% of the
+#: Executor's in the same run (one-sided: being faster is never a failure).  Map has no target:
+#: JobCluster has no batching map, so the adapter sends one job per call.
+COMPARISONS: tuple[Comparison, ...] = (
+    Comparison("submit_jobs_s", "JobCluster", "rdispy", Target(0.8, True, True)),
+    Comparison("map_jobs_s", "JobCluster", "rdispy"),
+    Comparison("latency_p50_ms", "JobCluster", "rdispy", Target(1.2, False, True)),
+    Comparison("latency_p99_ms", "JobCluster", "rdispy"),
 )

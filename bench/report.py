@@ -1,8 +1,10 @@
 """Turn samples into the table on stdout and the JSON record in ``bench/results/``.
 
 Every number in the table is the median over repeats of one executor's per-session values; the
-ratio is the subject's median over the baseline's.  The JSON keeps every sample, raw per-job
-numbers included, next to the medians and a description of the machine.
+ratio is the subject's median over the baseline's, except in comparison rows (``bench.metrics``
+``COMPARISONS``, labelled ``column / reference``), which hold only that ratio and its verdict.
+The JSON keeps every sample, raw per-job numbers included, next to the medians and a description
+of the machine.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 import rdispy
 from bench.executors import BASELINE, SUBJECT
-from bench.metrics import METRICS, Metric
+from bench.metrics import COMPARISONS, METRICS, Comparison, Metric
 from bench.session import Sample
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -29,13 +31,18 @@ HEADERS = ("metric", "ratio", "target", "result")
 
 @dataclass(frozen=True)
 class Row:
-    """One line of the table: medians by executor, ratio, and the target's verdict."""
+    """One line of the table: medians by executor, ratio, and the target's verdict.
+
+    A comparison row (``compare`` set) keeps the two medians it compares in ``values`` and shows
+    only its ratio, ``compare.column / compare.reference``.
+    """
 
     metric: Metric
     values: dict[str, float | None]
     ratio: float | None
     target: str
     verdict: str
+    compare: Comparison | None = None
 
 
 def medians(samples: list[Sample]) -> dict[str, dict[str, float]]:
@@ -62,28 +69,60 @@ def _row(metric: Metric, names: list[str], stats: dict[str, dict[str, float]]) -
     return Row(metric, values, ratio, metric.target.describe(metric.unit, BASELINE), verdict)
 
 
+def _comparison_row(
+    metric: Metric, comparison: Comparison, stats: dict[str, dict[str, float]]
+) -> Row:
+    names = (comparison.column, comparison.reference)
+    values = {name: stats.get(name, {}).get(metric.key) for name in names}
+    column, reference = (values[name] for name in names)
+    ratio = column / reference if column is not None and reference else None
+    if comparison.target is None:
+        return Row(metric, values, ratio, "", "", comparison)
+    met = comparison.target.met(column, ratio)
+    verdict = "n/a" if met is None else "pass" if met else "FAIL"
+    target = comparison.target.describe(metric.unit, comparison.reference)
+    return Row(metric, values, ratio, target, verdict, comparison)
+
+
 def build_rows(
     names: list[str], selected: set[str], stats: dict[str, dict[str, float]]
 ) -> list[Row]:
-    """One row per metric of the selected workloads, in table order; ``stats`` as medians()."""
-    return [_row(metric, names, stats) for metric in METRICS if metric.workload in selected]
+    """One row per metric of the selected workloads, in table order, each followed by its
+    comparison rows whose two columns were both run; ``stats`` as medians()."""
+    rows = []
+    for metric in METRICS:
+        if metric.workload not in selected:
+            continue
+        rows.append(_row(metric, names, stats))
+        rows += [
+            _comparison_row(metric, comparison, stats)
+            for comparison in COMPARISONS
+            if comparison.key == metric.key
+            and comparison.column in names
+            and comparison.reference in names
+        ]
+    return rows
 
 
-def _cells(row: Row) -> list[str]:
+def _cells(row: Row, names: list[str]) -> list[str]:
+    ratio = "" if row.ratio is None else f"{row.ratio:.2f}x"
+    if row.compare is not None:
+        label = f"({row.metric.workload}) {row.metric.label}: "
+        label += f"{row.compare.column} / {row.compare.reference}"
+        return [label, *([""] * len(names)), ratio, row.target, row.verdict]
     unit = f" [{row.metric.unit}]" if row.metric.unit else ""
     label = f"({row.metric.workload}) {row.metric.label}{unit}"
     values = [
         "error" if value is None else f"{value:.{row.metric.decimals}f}"
         for value in row.values.values()
     ]
-    ratio = "" if row.ratio is None else f"{row.ratio:.2f}x"
     return [label, *values, ratio, row.target, row.verdict]
 
 
 def table(rows: list[Row], names: list[str]) -> str:
     """The aligned text table: labels left-aligned, numbers right-aligned."""
     header = [HEADERS[0], *names, *HEADERS[1:]]
-    lines = [header, *(_cells(row) for row in rows)]
+    lines = [header, *(_cells(row, names) for row in rows)]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     numeric = range(1, len(names) + 2)
 
@@ -157,6 +196,9 @@ def document(
         "rows": [
             {
                 "metric": row.metric.key,
+                "compare": (
+                    None if row.compare is None else f"{row.compare.column}/{row.compare.reference}"
+                ),
                 "unit": row.metric.unit,
                 "values": row.values,
                 "ratio": row.ratio,

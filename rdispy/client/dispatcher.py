@@ -474,11 +474,14 @@ class Dispatcher:
         if future is None or future.done():
             log.debug("result for unknown or finished job %s ignored", job_id)
             return
-        future.ip_addr = fields.get(b"ip", b"").decode() or None
-        future.node = fields.get(b"node", b"").decode() or None
-        future.pid = int(fields[b"pid"]) if b"pid" in fields else None
-        future.start_time = float(fields[b"t0"]) if b"t0" in fields else None
-        future.end_time = float(fields[b"t1"]) if b"t1" in fields else None
+        future.ip_addr = fields.get(b"ip", b"").decode(errors="replace") or None
+        future.node = fields.get(b"node", b"").decode(errors="replace") or None
+        try:
+            future.pid = int(fields[b"pid"]) if b"pid" in fields else None
+            future.start_time = float(fields[b"t0"]) if b"t0" in fields else None
+            future.end_time = float(fields[b"t1"]) if b"t1" in fields else None
+        except ValueError:
+            log.error("job %s: malformed result header; its times and pid are left out", job_id)
         future.stdout = fields.get(b"out", b"").decode(errors="replace")
         future.stderr = fields.get(b"err", b"").decode(errors="replace")
         try:
