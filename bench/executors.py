@@ -38,7 +38,8 @@ class JobClusterError(RuntimeError):
 
 
 class JobFuture(Future[Any]):
-    """The future of one DispyJob, resolved from its JobCluster's ``callback``."""
+    """The future of one DispyJob, resolved when the job's own future (``DispyJob.future``)
+    ends, which is after the cluster has applied the job's final status."""
 
     def __init__(self, cluster: JobCluster, job: DispyJob) -> None:
         super().__init__()
@@ -57,10 +58,10 @@ class JobClusterExecutor(Executor):
     """rdispy's dispy API (``JobCluster``/``DispyJob``) behind the interface the workloads use.
 
     A JobCluster runs one computation, so there is one cluster per distinct function, created on
-    its first ``submit``/``map`` as ``JobCluster(fn, cpus=workers, callback=...)`` (the embedded
+    its first ``submit``/``map`` as ``JobCluster(fn, cpus=workers)`` (the embedded
     default: each cluster starts its own private server and ``workers`` consumers, as a dispy
     program with one cluster per computation would).  Every job goes through
-    ``JobCluster.submit``: ``submit`` returns a real Future resolved by the cluster's callback
+    ``JobCluster.submit``: ``submit`` returns a real Future that follows the DispyJob
     (so ``concurrent.futures.wait`` works on it), ``map`` submits every call and collects the
     results in order with ``job(timeout=...)``.  ``shutdown`` closes every cluster.
     """
@@ -69,10 +70,6 @@ class JobClusterExecutor(Executor):
         self.workers = workers
         self._clusters: dict[Callable[..., Any], JobCluster] = {}
         self._lock = threading.Lock()
-        # a job ends in the callback thread, possibly before submit has registered it: whichever
-        # of the two comes second settles it (``_watched``: job -> its future, or None for map)
-        self._watched: dict[DispyJob, JobFuture | None] = {}
-        self._ended: set[DispyJob] = set()
         self._closed = False
 
     def _cluster(self, fn: Callable[..., Any]) -> JobCluster:
@@ -81,37 +78,16 @@ class JobClusterExecutor(Executor):
                 raise RuntimeError("cannot schedule new jobs after shutdown")
             cluster = self._clusters.get(fn)
             if cluster is None:
-                cluster = JobCluster(fn, cpus=self.workers, callback=self._on_status)
+                cluster = JobCluster(fn, cpus=self.workers)
                 self._clusters[fn] = cluster
             return cluster
-
-    def _watch(self, job: DispyJob, future: JobFuture | None) -> None:
-        with self._lock:
-            ended = job in self._ended
-            if ended:
-                self._ended.discard(job)
-            else:
-                self._watched[job] = future
-        if ended and future is not None:
-            _settle(future)
-
-    def _on_status(self, job: DispyJob) -> None:
-        """The clusters' callback (their notifier thread), once per status change of a job."""
-        if job.status not in _FINAL:
-            return
-        with self._lock:
-            if job not in self._watched:
-                self._ended.add(job)
-                return
-            future = self._watched.pop(job)
-        if future is not None:
-            _settle(future)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> JobFuture:
         cluster = self._cluster(fn)
         job = cluster.submit(*args, **kwargs)
         future = JobFuture(cluster, job)
-        self._watch(job, future)
+        # the job's own future ends after the cluster has applied the job's final status
+        job.future.add_done_callback(lambda _: _settle(future))
         return future
 
     def map(  # type: ignore[override]
@@ -126,9 +102,7 @@ class JobClusterExecutor(Executor):
         cluster = self._cluster(fn)
         jobs = []
         for args in zip(*iterables):  # noqa: B905 - map stops at the shortest
-            job = cluster.submit(*args)
-            self._watch(job, None)
-            jobs.append(job)
+            jobs.append(cluster.submit(*args))
         return _collect(cluster, jobs, end)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:

@@ -53,6 +53,12 @@ class DispyJob:
             self.result = None
         return result
 
+    @property
+    def future(self) -> Any:
+        """rdispy's addition: the job's concurrent.futures Future, done once the job has ended
+        and its attributes are set, for ``wait``/``as_completed`` across jobs and executors."""
+        return self._future
+
     def __lt__(self, other: DispyJob) -> bool:
         return id(self) < id(other)
 
