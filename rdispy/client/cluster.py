@@ -334,6 +334,19 @@ class JobCluster:
             self._status(job, DispyJob.Running, None)
         elif kind == "prov":
             self._status(job, DispyJob.ProvisionalResult, value)
+        elif kind == "excl":
+            self._exclude_node(*value)
+
+    def _exclude_node(self, node: str, ip: str, why: str) -> None:
+        """A node whose setup failed: no more jobs are placed there (its consumers hand back
+        those that reach them), and cluster_status hears it closed, as in dispy."""
+        if node in self._excluded:
+            return
+        log.warning("%s; excluding it from this cluster", why)
+        self._excluded.append(node)
+        if self.cluster_status:
+            closed = DispyNode(name=node, ip_addr=ip, cpus=0, avail_cpus=0)
+            self._events.put((None, DispyNode.Closed, closed))
 
     def _status(self, job: DispyJob, status: int, value: Any) -> None:
         """Apply a status change: through the callback thread when there are callbacks, else at

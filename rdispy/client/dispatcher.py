@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 _Outgoing = tuple[str | RemoteFuture, wire.Fields | bytes]
 
 #: Result-stream kinds that report progress rather than end a job.
-EVENT_KINDS = (b"run", b"prov", b"file")
+EVENT_KINDS = (b"run", b"prov", b"file", b"excl")
 
 #: Seconds between checks that the server still holds this client's state.
 CHECK_INTERVAL = 1.0
@@ -514,6 +514,10 @@ class Dispatcher:
             elif kind == b"file":
                 path = self._save_file(fields, job_id)
                 future.notify("file", path)
+            elif kind == b"excl":
+                node = fields.get(b"node", b"").decode(errors="replace")
+                ip = fields.get(b"ip", b"").decode(errors="replace")
+                future.notify("excl", (node, ip, fields.get(b"why", b"").decode(errors="replace")))
         except (RdispyError, OSError) as exc:
             log.error("job %s: could not take its %s: %s", job_id, kind.decode(), exc)
 

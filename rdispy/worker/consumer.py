@@ -9,6 +9,7 @@ drains, are put back at the end of the queue, uncharged.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import logging
@@ -41,6 +42,12 @@ log = logging.getLogger(__name__)
 
 #: A batch of prefetched entries whose jobs have taken this long gives the rest back.
 HOARD_LIMIT = 0.02
+#: Times a job of a session whose setup failed here is put back before it fails here.
+SETUP_BOUNCES = 3
+
+
+class _SetupFailed(Exception):
+    """The session's setup failed on this consumer; the job goes to another node."""
 
 
 class _Interrupted(Exception):
@@ -127,6 +134,8 @@ class Consumer:
         self.workspace = Workspace(self.client, self.keys, config.workdir)
         self._setups: set[tuple[str, bytes]] = set()
         self._cleanups: dict[str, tuple[bytes, Callable[..., Any]]] = {}  # session -> (digest, fn)
+        self._failed_setups: dict[str, str] = {}  # session -> why its setup failed here
+        self._bounces: dict[str, int] = {}  # job id -> times handed on (failed setup)
         self._closed = closed
         self._closed_seen = closed.written() if closed else 0
         self._cwd: Path | None = None
@@ -233,7 +242,13 @@ class Consumer:
                 self._release(entries[i:])
                 self.prefetch = 1
                 return
-            self._publishes.append(self._execute(entry))
+            if self._handed_on(entry):
+                continue
+            try:
+                self._publishes.append(self._execute(entry))
+            except _SetupFailed:
+                self._handed_on(entry)
+                continue
             now = time.monotonic()
             if now - last_flush > 0.001:
                 self._flush()
@@ -244,6 +259,23 @@ class Consumer:
             self.prefetch = min(self.prefetch * 2, defaults.MAX_PREFETCH)
         else:
             self.prefetch = 1
+
+    def _handed_on(self, entry: Entry) -> bool:
+        """Put back a job of a session whose setup failed here, for another node to run; after
+        SETUP_BOUNCES such returns of the same job (no other node took it) it runs here and fails
+        with the setup error."""
+        session = entry.fields.get(b"cl", b"").decode()
+        if session not in self._failed_setups:
+            return False
+        job_id = entry.fields[b"id"].decode()
+        bounces = self._bounces.get(job_id, 0)
+        if bounces >= SETUP_BOUNCES:
+            self._bounces.pop(job_id, None)
+            return False
+        self._bounces[job_id] = bounces + 1
+        self._release([entry])
+        time.sleep(0.05)  # let a node whose setup worked take it first
+        return True
 
     def _execute(self, entry: Entry) -> tuple[Entry, str, wire.Fields]:
         eid, fields = entry.eid, entry.fields
@@ -297,6 +329,8 @@ class Consumer:
                 )
             args, kwargs = payload
             return runner.run(fn, args, kwargs, job_id, self.config.max_result)
+        except _SetupFailed:
+            raise
         except Exception as exc:  # the job could not even be set up: its own error result
             now = time.time()
             return runner.Outcome(
@@ -316,18 +350,38 @@ class Consumer:
         namespace = getattr(fn, "__globals__", None)
         if namespace is not None:
             namespace.update(names)
+        if session in self._failed_setups:  # handed on enough times: no other node took it
+            raise JobError(self._failed_setups[session], job_id)
         setup = fields.get(b"su")
         if setup and (session, setup) not in self._setups:
             setup_fn = self.functions.get(setup, job_id)
             if namespace is not None:
                 setup_fn = _in_namespace(setup_fn, namespace)
-            status = setup_fn()
-            if status not in (None, 0):
-                raise JobError(f"setup returned {status!r} on node {self.config.node}", job_id)
+            try:
+                status = setup_fn()
+                if status not in (None, 0):
+                    raise JobError(f"setup returned {status!r} on node {self.config.node}", job_id)
+            except Exception as exc:
+                self._setup_failed(session, fields, job_id, exc)
+                raise _SetupFailed from exc
             self._setups.add((session, setup))
         cleanup = fields.get(b"cu")
         if cleanup and session not in self._cleanups:
             self._cleanups[session] = (cleanup, fn)
+
+    def _setup_failed(
+        self, session: str, fields: dict[bytes, bytes], job_id: str, exc: Exception
+    ) -> None:
+        """Exclude this node from the session and tell its client (dispy closes such a node)."""
+        if session in self._failed_setups:
+            return
+        text = f"setup failed on node {self.config.node}: {type(exc).__name__}: {exc}"
+        self._failed_setups[session] = text
+        log.warning("consumer %s: %s", self.name, text)
+        results_key = self.keys.results(fields[b"c"].decode())
+        event = {"k": "excl", "node": self.config.node, "ip": self.config.ip, "why": text}
+        with contextlib.suppress(redis.RedisError):
+            self._emit(results_key, job_id, event)
 
     def _end_closed_sessions(self) -> None:
         """Run the cleanup of sessions their clients closed, and forget them."""
@@ -344,6 +398,7 @@ class Consumer:
                 except Exception:
                     log.exception("consumer %s: cleanup of session %s failed", self.name, session)
             self._setups = {s for s in self._setups if s[0] != session}
+            self._failed_setups.pop(session, None)
             folder = self.workspace.forget(session)
             if remove_files and folder is not None:
                 if self._cwd == folder:

@@ -431,3 +431,47 @@ def test_cleanup_function_runs_at_close_and_session_files_go(redis_url, cluster,
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def setup_fails_on_bad_node():
+    import os
+
+    if "rdispy-node-bad" in os.getcwd():
+        raise RuntimeError("no licence on this node")
+    return 0
+
+
+def test_a_failing_setup_excludes_that_node_and_its_jobs_run_elsewhere(
+    redis_url, cluster, start_worker
+):
+    start_worker(redis_url, 1, "bad")
+    start_worker(redis_url, 1, "good")
+    events = []
+
+    def cluster_status(status, node, job):
+        if job is None:
+            events.append((status, node.name))
+
+    with dispy.JobCluster(
+        where,
+        setup=setup_fails_on_bad_node,
+        cluster_status=cluster_status,
+        redis_url=redis_url,
+        cluster=cluster,
+    ) as c:
+        jobs = [c.submit(i) for i in range(12)]
+        assert [job(timeout=60) for job in jobs] == list(range(12))
+        assert {job.node for job in jobs} == {"good"}
+        time.sleep(0.3)
+    assert (dispy.DispyNode.Closed, "bad") in events
+
+
+def test_setup_failing_everywhere_fails_the_jobs_clearly(redis_url, cluster, start_worker):
+    start_worker(redis_url, 1, "bad")
+    with dispy.JobCluster(
+        where, setup=setup_fails_on_bad_node, redis_url=redis_url, cluster=cluster
+    ) as c:
+        job = c.submit(1)
+        assert job(timeout=60) is None
+        assert job.status == dispy.DispyJob.Terminated
+        assert "setup failed on node bad" in job.exception and "no licence" in job.exception
