@@ -10,6 +10,7 @@ and files.  Status callbacks run in one thread per cluster, in the order of each
 
 from __future__ import annotations
 
+import collections
 import inspect
 import itertools
 import logging
@@ -88,6 +89,10 @@ class JobCluster:
         self.node_wait = node_wait
         self._selectors: list[Any] | None = list(nodes) if nodes else None
         self._excluded: list[Any] = []  # deallocated nodes
+        self._caps: dict[str, int] = {}  # set_node_cpus: most jobs of ours at once per node
+        self._outstanding: dict[str, int] = {}  # jobs of ours placed per node, not yet ended
+        self._held: collections.deque[DispyJob] = collections.deque()  # waiting for room
+        self._held_lock = threading.RLock()
         self._known_nodes: dict[str, DispyNode] = {}  # for cluster_status node events
         self._loads: tuple[float, list[NodeLoad]] = (0.0, [])
         self._placed: dict[str, int] = {}  # jobs placed per node since the last load snapshot
@@ -230,18 +235,54 @@ class JobCluster:
         if self._closed:
             raise RuntimeError("cluster is closed")
         job = DispyJob(next(self._ids), args, kwargs)
-        call_args = (self._program, *args) if self._function is run_program else args
-        header = dict(self._header, to=timeout) if timeout else dict(self._header)
-        selectors = selectors or self._selectors or (["*"] if self._excluded else None)
-        if selectors:
-            header["nd"] = self._place(selectors)
-            job._selectors, job._pinned = selectors, pinned
-        future = self._dispatcher.submit(self._function, [(call_args, kwargs)], header=header)[0]
+        job._timeout = timeout
+        selectors = selectors or self._selectors
+        if selectors is None and (self._excluded or self._caps):
+            selectors = ["*"]
+        job._selectors, job._pinned = selectors, pinned
+        self._pending.add(job)
+        if selectors and self._caps and self._all_full(selectors):
+            with self._held_lock:
+                self._held.append(job)  # every eligible node is at this cluster's cap: wait
+            return job
+        self._send(job)
+        return job
+
+    def _send(self, job: DispyJob) -> None:
+        call_args = (self._program, *job.args) if self._function is run_program else job.args
+        header = dict(self._header, to=job._timeout) if job._timeout else dict(self._header)
+        if job._selectors:
+            header["nd"] = job._placed_on = self._place(job._selectors)
+            self._outstanding[job._placed_on] = self._outstanding.get(job._placed_on, 0) + 1
+        future = self._dispatcher.submit(self._function, [(call_args, job.kwargs)], header=header)[
+            0
+        ]
         job._future = future
         future.add_event_listener(lambda f, kind, value: self._on_event(job, kind, value))
         future.add_done_callback(lambda f: self._on_done(job, f))
-        self._pending.add(job)
-        return job
+
+    def set_node_cpus(self, node: DispyNode | str, cpus: int) -> int:
+        """Run at most ``cpus`` of this cluster's jobs at once on ``node`` (0 or less: no jobs
+        there); the rest wait in this client.  Returns ``cpus``."""
+        name = node.name if isinstance(node, DispyNode) else str(node)
+        self._caps[name] = cpus
+        self._release_held()
+        return cpus
+
+    def _all_full(self, selectors: list[Any]) -> bool:
+        """Eligible nodes exist and every one is at this cluster's cap (else: send or fail)."""
+        eligible = placement.eligible(self._node_loads(), selectors, self)
+        return bool(eligible) and not any(self._under_cap(n.name) for n in eligible)
+
+    def _under_cap(self, name: str) -> bool:
+        cap = self._caps.get(name)
+        return cap is None or self._outstanding.get(name, 0) < cap
+
+    def _release_held(self) -> None:
+        """Send held jobs, in order, while some eligible node has room under its cap."""
+        with self._held_lock:
+            while self._held and not self._all_full(self._held[0]._selectors or ["*"]):
+                self._send(self._held.popleft())
 
     # -- placement -------------------------------------------------------------------------------
 
@@ -278,7 +319,9 @@ class JobCluster:
                     n.name, n.ip, n.cpus, n.busy, n.queued + self._placed.get(n.name, 0), n.platform
                 )
                 for n in self._node_loads()
-                if n.name != exclude and not any(placement.matches(n, x) for x in self._excluded)
+                if n.name != exclude
+                and not any(placement.matches(n, x) for x in self._excluded)
+                and self._under_cap(n.name)
             ]
             best = placement.choose(placement.eligible(loads, selectors, self))
             if best is not None:
@@ -299,8 +342,8 @@ class JobCluster:
             return
         live = {n.name for n in self._node_loads()}
         for job in placed:
-            future: RemoteFuture = job._future
-            if future.done() or job.start_time is not None:
+            future: RemoteFuture | None = job._future
+            if future is None or future.done() or job.start_time is not None:
                 continue
             node = future.stream.rsplit(":", 2)[-2]
             if node in live:
@@ -358,6 +401,10 @@ class JobCluster:
 
     def _on_done(self, job: DispyJob, future: Future[Any]) -> None:
         assert isinstance(future, RemoteFuture)
+        if job._placed_on is not None:
+            self._outstanding[job._placed_on] -= 1
+            if self._held:
+                self._release_held()
         job.start_time = future.start_time or job.start_time
         job.end_time = future.end_time or time.time()
         job.ip_addr, job.node = future.ip_addr, future.node
@@ -418,6 +465,11 @@ class JobCluster:
     def cancel(self, job: DispyJob) -> int:
         """Cancel a job: a queued one never runs (Cancelled); a running one is stopped on its node
         (Terminated).  Returns 0, or -1 if it had already ended."""
+        with self._held_lock:
+            if job in self._held:
+                self._held.remove(job)
+                self._apply(job, DispyJob.Cancelled, None)
+                return 0
         future: RemoteFuture = job._future
         if future.done():
             return -1

@@ -43,6 +43,8 @@ class DispyJob:
         self._future: Any = None
         self._selectors: list[Any] | None = None  # the nodes it may run on, when limited
         self._pinned = False  # submit_node: only that node
+        self._placed_on: str | None = None  # the node it was sent to, when placed
+        self._timeout: float | None = None
 
     def __call__(self, clear: bool = False, timeout: float | None = None) -> Any:
         """Wait for the job to end and return its result (None if it failed)."""

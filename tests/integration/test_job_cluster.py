@@ -475,3 +475,38 @@ def test_setup_failing_everywhere_fails_the_jobs_clearly(redis_url, cluster, sta
         assert job(timeout=60) is None
         assert job.status == dispy.DispyJob.Terminated
         assert "setup failed on node bad" in job.exception and "no licence" in job.exception
+
+
+def test_set_node_cpus_caps_this_clusters_jobs_on_a_node(
+    redis_url, cluster, start_worker, tmp_path
+):
+    start_worker(redis_url, 2, "wide")
+    ledger = tmp_path / "ledger"
+
+    def overlap(i):
+        import fcntl
+
+        with open(ledger, "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            f.write(f"start {time.time()}\n")
+        time.sleep(0.3)
+        with open(ledger, "a") as f:
+            f.write(f"end {time.time()}\n")
+        return i
+
+    with dispy.JobCluster(overlap, redis_url=redis_url, cluster=cluster) as c:
+        assert c.set_node_cpus("wide", 1) == 1
+        jobs = [c.submit(i) for i in range(4)]
+        assert [job(timeout=30) for job in jobs] == [0, 1, 2, 3]
+        later = [c.submit(i) for i in range(3)]  # one sent, two held in the client
+        assert c.cancel(later[-1]) == 0
+        assert later[-1](timeout=5) is None and later[-1].status == dispy.DispyJob.Cancelled
+        assert [job(timeout=30) for job in later[:2]] == [0, 1]
+    events = sorted(
+        (float(t), kind) for kind, t in (line.split() for line in ledger.read_text().splitlines())
+    )
+    running = peak = 0
+    for _, kind in events:
+        running += 1 if kind == "start" else -1
+        peak = max(peak, running)
+    assert peak == 1  # never two of this cluster's jobs at once on a node capped to one
