@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import cloudpickle
 import psutil
@@ -56,6 +57,22 @@ def server() -> Iterator[EmbeddedServer]:
     srv = EmbeddedServer(port=free_port()).start()
     yield srv
     srv.stop()
+
+
+@pytest.fixture
+def private_server() -> Iterator[Callable[..., EmbeddedServer]]:
+    """Start servers with special settings for one test; all are stopped afterwards.  Request it
+    before ``start_worker`` so that workers are stopped before their server."""
+    started: list[EmbeddedServer] = []
+
+    def start(**options: Any) -> EmbeddedServer:
+        srv = EmbeddedServer(port=free_port(), **options)
+        started.append(srv)
+        return srv.start()
+
+    yield start
+    for srv in started:
+        srv.stop()
 
 
 @pytest.fixture

@@ -13,14 +13,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
 import random
 import threading
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,47 +28,11 @@ import redis
 import rdispy
 from rdispy import serialization
 from rdispy.keys import CONSUMER_GROUP, Keys
-from rdispy.server import EmbeddedServer, free_port
-from tests.conftest import HEARTBEAT
+from tests.helpers import DEADLINE, executor, wait_until
 
 pytestmark = pytest.mark.integration
 
 #: Deadlines in this file: generous multiples of the heartbeat (correctness bounds, not speed).
-DEADLINE = 60 * HEARTBEAT
-
-
-def wait_until(predicate: Callable[[], object], what: str, timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what}")
-        time.sleep(HEARTBEAT / 10)
-
-
-@contextlib.contextmanager
-def executor(url: str, **options: Any) -> Iterator[rdispy.Executor]:
-    """An Executor that never waits for its jobs on the way out, so a failing test ends."""
-    ex = rdispy.Executor(url, **options)
-    try:
-        yield ex
-    finally:
-        ex.shutdown(wait=False, cancel_futures=True)
-
-
-@pytest.fixture
-def private_server() -> Iterator[Callable[..., EmbeddedServer]]:
-    """Start servers with special settings for one test; all are stopped afterwards.  Request it
-    before ``start_worker`` so that workers are stopped before their server."""
-    started: list[EmbeddedServer] = []
-
-    def start(**options: Any) -> EmbeddedServer:
-        srv = EmbeddedServer(port=free_port(), **options)
-        started.append(srv)
-        return srv.start()
-
-    yield start
-    for srv in started:
-        srv.stop()
 
 
 def cluster_keys(r: redis.Redis, keys: Keys, pattern: str = "*") -> list[bytes]:

@@ -15,7 +15,6 @@ section runs the whole flow.
 from __future__ import annotations
 
 import collections
-import contextlib
 import logging
 import os
 import pickle
@@ -24,7 +23,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,47 +33,12 @@ import redis
 import rdispy
 from rdispy import wire
 from rdispy.keys import CONSUMER_GROUP, Keys
-from rdispy.server import EmbeddedServer, free_port
 from tests.conftest import HEARTBEAT, ROOT
+from tests.helpers import DEADLINE, executor, wait_until
 
 pytestmark = pytest.mark.integration
 
-DEADLINE = 60 * HEARTBEAT
 SECRET = "s3cret-for-signing-9f2c"
-
-
-def wait_until(predicate: Callable[[], object], what: str, timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what}")
-        time.sleep(HEARTBEAT / 10)
-
-
-@contextlib.contextmanager
-def executor(url: str, **options: Any) -> Iterator[rdispy.Executor]:
-    """An Executor that never waits for its jobs on the way out, so a failing test ends."""
-    ex = rdispy.Executor(url, **options)
-    try:
-        yield ex
-    finally:
-        ex.shutdown(wait=False, cancel_futures=True)
-
-
-@pytest.fixture
-def private_server() -> Iterator[Callable[..., EmbeddedServer]]:
-    """Servers with special settings (passwords, ACL users), stopped after the test.  Request it
-    before ``start_worker`` so that workers are stopped before their server."""
-    started: list[EmbeddedServer] = []
-
-    def start(**options: Any) -> EmbeddedServer:
-        srv = EmbeddedServer(port=free_port(), **options)
-        started.append(srv)
-        return srv.start()
-
-    yield start
-    for srv in started:
-        srv.stop()
 
 
 class Booby:
