@@ -144,6 +144,8 @@ class JobCluster:
             dest_path=dest_path,
             fair=self._fair,
         )
+        if self._local is not None:
+            self._await_local_node()
         self._function, files, names = self._computation(computation)
         self._header: dict[str, object] = {"cl": self.session}
         if self.job_status or self.cluster_status:
@@ -173,6 +175,15 @@ class JobCluster:
         if self.cluster_status:
             self._watch_nodes()
             self._dispatcher.periodic.append(self._watch_nodes)
+
+    def _await_local_node(self, timeout: float = 10.0) -> None:
+        """The embedded default's node registers within a moment; wait for it, so that
+        ``nodes()`` and ``submit_node`` see it as a dispy program expects."""
+        deadline = time.monotonic() + timeout
+        while not live_nodes(self._dispatcher.client, self._dispatcher.keys):
+            if time.monotonic() > deadline:
+                raise NoNodesError(f"the local node did not register within {timeout:g}s")
+            time.sleep(0.01)
 
     # -- building the session ------------------------------------------------------------------
 

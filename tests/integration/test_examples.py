@@ -59,3 +59,8 @@ def test_dispy_program_with_files():
     assert "step 1: exit 0, sum 5050" in out
     assert "step 2: exit 0, sum 2500" in out
     assert "step 10: exit 0, sum 460" in out
+
+
+def test_dispy_submit_node():
+    out = run(EXAMPLES / "dispy" / "submit_node.py")
+    assert re.search(r"node local-\d+ ran job 0 on host", out)

@@ -34,3 +34,20 @@ def test_clusters_do_not_share_keys():
 def test_names_that_would_break_the_schema_are_refused(bad):
     with pytest.raises(ValueError):
         Keys(bad)
+
+
+@pytest.mark.parametrize(
+    "name", ["../x", "a/../../x", "/etc/passwd", "..\\x", "x\x00y", "a" * 300, "", ".", ".."]
+)
+def test_dependency_names_that_could_leave_the_job_folder_are_refused(name):
+    from rdispy.errors import JobError
+    from rdispy.worker.workspace import check_file_name
+
+    with pytest.raises(JobError, match="refused dependency name"):
+        check_file_name(name)
+
+
+def test_plain_dependency_names_are_accepted():
+    from rdispy.worker.workspace import check_file_name
+
+    assert check_file_name("data.csv") == "data.csv"
