@@ -433,6 +433,7 @@ class Consumer:
         published = self.link.run_scripts(self.scripts.publish, calls)
         for (_, _, result), ok in zip(self._publishes, published, strict=True):
             if not ok:
+                self.slots.fenced(self.index)
                 log.warning(
                     "consumer %s: result of job %s dropped (attempt superseded)",
                     self.name,

@@ -56,6 +56,7 @@ class Recoverer:
         self.scripts = Scripts(client)
         self.signer = signer
         self.reporter = reporter  # node name written into "lost" results
+        self._missing_since: dict[str, float] = {}  # consumer -> when first seen without a node
 
     def settle_consumer(
         self,
@@ -142,22 +143,41 @@ class Recoverer:
         log.info("job=%s %s (%s)", job_id, verdict, why)
         return outcome
 
-    def settle_lost_nodes(self, live: dict[str, str]) -> int:
-        """Settle consumers whose node is not in ``live`` (node name -> current incarnation)."""
+    def settle_lost_nodes(self, live: dict[str, str], grace: float) -> int:
+        """Settle consumers whose node is not in ``live`` (node name -> current incarnation) and
+        has stayed out of it for ``grace`` seconds of this process's own clock.  The grace covers
+        a Redis that was frozen or unreachable: every record expires at once when it resumes,
+        and live nodes re-register within a heartbeat, before anyone takes their jobs."""
         settled = 0
         try:
             consumers: Any = self.client.xinfo_consumers(self.keys.jobs, CONSUMER_GROUP)
         except redis.ResponseError:
             return 0  # no group yet
+        now = time.monotonic()
+        missing = set()
         for info in consumers:
             raw = info["name"]
-            name = ConsumerName.parse(raw)
+            consumer = raw.decode() if isinstance(raw, bytes) else raw
+            name = ConsumerName.parse(consumer)
             if name is None or live.get(name.node) == name.incarnation:
                 continue
+            missing.add(consumer)
+            if now - self._missing_since.setdefault(consumer, now) < grace:
+                continue
             why = f"node {name.node} (incarnation {name.incarnation}) stopped heartbeating"
-            consumer = raw.decode() if isinstance(raw, bytes) else raw
             settled += self.settle_consumer(consumer, None, why, cause="node")
+        self._missing_since = {c: t for c, t in self._missing_since.items() if c in missing}
         return settled
+
+    def still_owns(self, consumer: str, stream: str, eid: bytes) -> bool:
+        """Whether ``consumer`` still owns a pending entry (nobody has taken its job over)."""
+        try:
+            owned: Any = self.client.xpending_range(
+                stream, CONSUMER_GROUP, min=eid, max=eid, count=1, consumername=consumer
+            )
+        except redis.ResponseError:
+            return False
+        return bool(owned)
 
 
 def _stream_order(eid: bytes) -> tuple[int, int]:

@@ -14,6 +14,7 @@ import struct
 from dataclasses import dataclass
 
 _FORMAT = struct.Struct("<40s200sddq")  # entry id, job id, start time, timeout, jobs done
+_FENCED = struct.Struct("<q")  # per slot, after the table: results dropped as superseded
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class Slots:
 
     def __init__(self, count: int) -> None:
         self.count = count
-        self._map = mmap.mmap(-1, _FORMAT.size * max(count, 1))
+        self._map = mmap.mmap(-1, (_FORMAT.size + _FENCED.size) * max(count, 1))
 
     def _read(self, index: int) -> tuple[bytes, bytes, float, float, int]:
         eid, job, started, timeout, done = _FORMAT.unpack_from(self._map, index * _FORMAT.size)
@@ -58,6 +59,17 @@ class Slots:
     def running(self, index: int) -> Running | None:
         eid, job, started, timeout, _ = self._read(index)
         return Running(eid, job.decode(errors="replace"), started, timeout) if eid else None
+
+    def fenced(self, index: int) -> None:
+        """Count a result of this consumer that was dropped: another consumer owns its job now."""
+        offset = _FORMAT.size * self.count + _FENCED.size * index
+        _FENCED.pack_into(self._map, offset, _FENCED.unpack_from(self._map, offset)[0] + 1)
+
+    def fenced_total(self) -> int:
+        base = _FORMAT.size * self.count
+        return sum(
+            _FENCED.unpack_from(self._map, base + _FENCED.size * i)[0] for i in range(self.count)
+        )
 
     def busy(self) -> int:
         return sum(1 for i in range(self.count) if self._read(i)[0])

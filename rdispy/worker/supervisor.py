@@ -88,6 +88,7 @@ class Supervisor:
         self._respawn_at: dict[int, float] = {}
         self._quick_failures: dict[int, int] = {}  # consecutive deaths within 1 s of start
         self._registered = False
+        self._fenced_seen = 0  # dropped results already accounted for
         self._kills: dict[int, _Kill] = {}  # slot -> why its consumer is being stopped
         # crashed consumers whose entries wait out a retry pause: (due, consumer, running, why)
         self._deferred: list[tuple[float, str, bytes, str]] = []
@@ -339,10 +340,30 @@ class Supervisor:
         except redis.RedisError as exc:
             log.warning("node %s: heartbeat failed: %s", self.config.name, exc)
             return
-        if self._registered and not known and not self.stopping:
+        fenced = self.slots.fenced_total()  # results dropped since the last beat: jobs taken
+        dropped, self._fenced_seen = fenced > self._fenced_seen, fenced
+        if (
+            self._registered
+            and not known
+            and not self.stopping
+            and (dropped or self._jobs_taken_over())
+        ):
             self._reincarnate()
             return
         self._registered = True
+
+    def _jobs_taken_over(self) -> bool:
+        """Our record had gone (a partition, or a Redis that was frozen, unreachable or
+        restarted): were we declared dead, that is, does another consumer now own a job one of
+        ours is running?  If not, this beat has re-registered us and nothing needs redoing."""
+        streams = (self.keys.jobs, self.keys.node_jobs(self.config.name))
+        for slot, child in self.children.items():
+            current = self.slots.running(slot)
+            if current and not any(
+                self.recoverer.still_owns(child.name, s, current.entry_id) for s in streams
+            ):
+                return True
+        return False
 
     def _reincarnate(self) -> None:
         old = self.record.incarnation
@@ -367,6 +388,7 @@ class Supervisor:
     def _settle_lost_nodes(self) -> None:
         try:
             live = {n["name"]: n.get("incarnation", "") for n in live_nodes(self.client, self.keys)}
-            self.recoverer.settle_lost_nodes(live)
+            grace = self.config.heartbeat * defaults.HEARTBEATS_MISSED
+            self.recoverer.settle_lost_nodes(live, grace)
         except redis.RedisError as exc:
             log.warning("node %s: lost-node scan failed: %s", self.config.name, exc)

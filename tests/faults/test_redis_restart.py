@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def private_server():
+def restartable_server():
     port = free_port()
     servers = [EmbeddedServer(port=port).start()]
 
@@ -34,9 +34,9 @@ def private_server():
 
 @pytest.mark.parametrize("down_for", [0.0, 3.0])
 def test_jobs_survive_a_server_that_restarts_empty(
-    private_server, cluster, keys, start_worker, tmp_path, down_for
+    restartable_server, cluster, keys, start_worker, tmp_path, down_for
 ):
-    server, restart = private_server
+    server, restart = restartable_server
     ledger = tmp_path / "ledger"
     node = start_worker(server.url, 2)
     with rdispy.Executor(server.url, cluster=cluster) as ex:
@@ -57,3 +57,26 @@ def test_jobs_survive_a_server_that_restarts_empty(
         time.sleep(0.05)
     assert [n["name"] for n in live_nodes(client, keys)] == [node.name]
     client.close()
+
+
+def test_a_frozen_redis_declares_no_node_dead_and_runs_no_job_twice(
+    restartable_server, cluster, start_worker, tmp_path
+):
+    import os
+    import signal
+
+    server, _ = restartable_server
+    ledger = tmp_path / "ledger"
+    nodes = [start_worker(server.url, 1, "n1"), start_worker(server.url, 1, "n2")]
+    with rdispy.Executor(server.url, cluster=cluster) as ex:
+        futures = [ex.submit(record, str(ledger), f"j{i}", 3.0) for i in range(2)]
+        wait_rows(ledger, 2)
+        os.kill(server.pid, signal.SIGSTOP)  # unreachable for 8 heartbeat TTLs
+        time.sleep(HEARTBEAT * 5 * 8)
+        os.kill(server.pid, signal.SIGCONT)
+        assert sorted(f.result(60) for f in futures) == ["j0", "j1"]
+        assert ex.submit(pow, 2, 5).result(30) == 32
+    assert executions(ledger) == {"j0": 1, "j1": 1}
+    for node in nodes:
+        assert node.proc.poll() is None  # nobody crashed
+        assert "restarting consumers" not in node.output()  # nor was declared dead
