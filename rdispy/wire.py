@@ -128,6 +128,8 @@ def validate_job(fields: Mapping[bytes, bytes]) -> None:
         raise ProtocolError("malformed job id, client id or function digest")
     if not fields.get(b"r", b"0").isdigit():
         raise ProtocolError("malformed retry count")
+    if b"cp" in fields and not (fields[b"cp"].isdigit() and 0 < int(fields[b"cp"]) < 10_000):
+        raise ProtocolError(f"malformed core count {fields[b'cp'][:40]!r}")
     if b"to" in fields and not _is_seconds(fields[b"to"]):
         raise ProtocolError(f"malformed timeout {fields[b'to'][:40]!r}")
 

@@ -230,6 +230,13 @@ class JobCluster:
         """As ``submit``, with a timeout for this job: past it the job is stopped on its node."""
         return self._submit(args, kwargs, timeout)
 
+    def submit_cpus(self, cpus: int, *args: Any, **kwargs: Any) -> DispyJob:
+        """As ``submit``, for a job that needs ``cpus`` cores of one node: it is placed on a
+        node with that many cores, which runs nothing else on them meanwhile."""
+        if cpus < 1:
+            raise ValueError("cpus must be at least 1")
+        return self._submit(args, kwargs, self.timeout, cpus=cpus)
+
     def submit_node(self, node: DispyNode | str, *args: Any, **kwargs: Any) -> DispyJob:
         """Run the computation on this node (a DispyNode, name or IP address)."""
         target = node.name if isinstance(node, DispyNode) else str(node)
@@ -242,13 +249,15 @@ class JobCluster:
         timeout: float | None,
         selectors: list[Any] | None = None,
         pinned: bool = False,
+        cpus: int = 1,
     ) -> DispyJob:
         if self._closed:
             raise RuntimeError("cluster is closed")
         job = DispyJob(next(self._ids), args, kwargs)
         job._timeout = timeout
+        job._cpus = cpus
         selectors = selectors or self._selectors
-        if selectors is None and (self._excluded or self._caps):
+        if selectors is None and (self._excluded or self._caps or cpus > 1):
             selectors = ["*"]
         job._selectors, job._pinned = selectors, pinned
         self._pending.add(job)
@@ -256,14 +265,20 @@ class JobCluster:
             with self._held_lock:
                 self._held.append(job)  # every eligible node is at this cluster's cap: wait
             return job
-        self._send(job)
+        try:
+            self._send(job)
+        except BaseException:
+            self._pending.discard(job)  # never sent: nothing to wait for
+            raise
         return job
 
     def _send(self, job: DispyJob) -> None:
         call_args = (self._program, *job.args) if self._function is run_program else job.args
         header = dict(self._header, to=job._timeout) if job._timeout else dict(self._header)
+        if job._cpus > 1:
+            header["cp"] = job._cpus
         if job._selectors:
-            header["nd"] = job._placed_on = self._place(job._selectors)
+            header["nd"] = job._placed_on = self._place(job._selectors, need=job._cpus)
             self._outstanding[job._placed_on] = self._outstanding.get(job._placed_on, 0) + 1
         future = self._dispatcher.submit(self._function, [(call_args, job.kwargs)], header=header)[
             0
@@ -320,7 +335,9 @@ class JobCluster:
         self._loads, self._placed = (time.monotonic(), loads), {}
         return loads
 
-    def _place(self, selectors: list[Any], exclude: str | None = None, wait: bool = True) -> str:
+    def _place(
+        self, selectors: list[Any], exclude: str | None = None, wait: bool = True, need: int = 1
+    ) -> str:
         """The least loaded live node the selectors admit; waits up to ``node_wait`` for one,
         then raises NoNodesError naming the constraint (dispy would hang here)."""
         deadline = time.monotonic() + (self.node_wait if wait else 0.0)
@@ -331,6 +348,7 @@ class JobCluster:
                 )
                 for n in self._node_loads()
                 if n.name != exclude
+                and n.cpus >= need
                 and not any(placement.matches(n, x) for x in self._excluded)
                 and self._under_cap(n.name)
             ]
@@ -339,8 +357,9 @@ class JobCluster:
                 self._placed[best.name] = self._placed.get(best.name, 0) + 1
                 return best.name
             if time.monotonic() >= deadline:
+                cores = f" with {need} cores" if need > 1 else ""
                 raise NoNodesError(
-                    f"no live node matches {placement.describe(selectors)} after waiting "
+                    f"no live node{cores} matches {placement.describe(selectors)} after waiting "
                     f"{self.node_wait:g}s; start `rdispy worker --name ...` on one, or widen nodes="
                 )
             time.sleep(0.2)
@@ -365,7 +384,7 @@ class JobCluster:
                     Future.set_exception(future, lost)
                 continue
             try:
-                other = self._place(job._selectors or [], exclude=node, wait=False)
+                other = self._place(job._selectors or [], node, wait=False, need=job._cpus)
             except NoNodesError:
                 continue
             if self._dispatcher.move(future, other):

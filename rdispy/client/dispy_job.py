@@ -45,6 +45,7 @@ class DispyJob:
         self._pinned = False  # submit_node: only that node
         self._placed_on: str | None = None  # the node it was sent to, when placed
         self._timeout: float | None = None
+        self._cpus = 1  # cores the job needs on one node
 
     def __call__(self, clear: bool = False, timeout: float | None = None) -> Any:
         """Wait for the job to end and return its result (None if it failed)."""

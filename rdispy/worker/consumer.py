@@ -65,6 +65,7 @@ class ConsumerConfig:
     max_result: int = defaults.MAX_RESULT
     owner_pid: int | None = None
     ip: str = "127.0.0.1"
+    cpus: int = 1  # the node's cores: jobs that need several hold that many
     workdir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "rdispy-node")
 
 
@@ -184,6 +185,9 @@ class Consumer:
     def _serve_once(self) -> None:
         if self.stopping:
             return
+        if self.slots.weight_total() >= self.config.cpus:  # the node's cores are all held
+            time.sleep(0.02)
+            return
         self._reading = True
         try:
             # the node's own stream (placed jobs) first, then the shared stream
@@ -242,7 +246,7 @@ class Consumer:
                 self._release(entries[i:])
                 self.prefetch = 1
                 return
-            if self._handed_on(entry):
+            if self._handed_on(entry) or not self._hold_cores(entry):
                 continue
             try:
                 self._publishes.append(self._execute(entry))
@@ -259,6 +263,22 @@ class Consumer:
             self.prefetch = min(self.prefetch * 2, defaults.MAX_PREFETCH)
         else:
             self.prefetch = 1
+
+    def _hold_cores(self, entry: Entry) -> bool:
+        """Take the cores the job needs (``cp``, default 1) before it starts.  A one-core job
+        finding them all held goes back to the queue; a job that needs several reserves them
+        at once, so no new job starts here, and waits until running ones have ended."""
+        need = min(int(entry.fields.get(b"cp", b"1") or 1), self.config.cpus)
+        self.slots.set_weight(self.index, need)
+        while self.slots.weight_total() > self.config.cpus:
+            # one core short, stopping, or another consumer already waiting for cores: step back
+            if need == 1 or self.stopping or self.slots.waiting_before(self.index):
+                self.slots.set_weight(self.index, 0)
+                self._release([entry])
+                time.sleep(0.02)
+                return False
+            time.sleep(0.02)
+        return True
 
     def _handed_on(self, entry: Entry) -> bool:
         """Put back a job of a session whose setup failed here, for another node to run; after
@@ -300,6 +320,7 @@ class Consumer:
         finally:
             context.set_current(None)
             self.slots.finish(self.index)
+            self.slots.set_weight(self.index, 0)
         result = wire.encode(
             {
                 "id": job_id,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 _FORMAT = struct.Struct("<40s200sddq")  # entry id, job id, start time, timeout, jobs done
 _FENCED = struct.Struct("<q")  # per slot, after the table: results dropped as superseded
+_WEIGHT = struct.Struct("<q")  # per slot, after those: cores the consumer's job holds or awaits
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class Slots:
 
     def __init__(self, count: int) -> None:
         self.count = count
-        self._map = mmap.mmap(-1, (_FORMAT.size + _FENCED.size) * max(count, 1))
+        self._map = mmap.mmap(-1, (_FORMAT.size + _FENCED.size + _WEIGHT.size) * max(count, 1))
 
     def _read(self, index: int) -> tuple[bytes, bytes, float, float, int]:
         eid, job, started, timeout, done = _FORMAT.unpack_from(self._map, index * _FORMAT.size)
@@ -53,8 +54,9 @@ class Slots:
         self._write(index, b"", b"", 0.0, 0.0, self._read(index)[4] + 1)
 
     def clear(self, index: int) -> None:
-        """Forget a dead consumer's job (its jobs-done count stays)."""
+        """Forget a dead consumer's job and the cores it held (its jobs-done count stays)."""
         self._write(index, b"", b"", 0.0, 0.0, self._read(index)[4])
+        self.set_weight(index, 0)
 
     def running(self, index: int) -> Running | None:
         eid, job, started, timeout, _ = self._read(index)
@@ -69,6 +71,26 @@ class Slots:
         base = _FORMAT.size * self.count
         return sum(
             _FENCED.unpack_from(self._map, base + _FENCED.size * i)[0] for i in range(self.count)
+        )
+
+    def _weight_offset(self, index: int) -> int:
+        return (_FORMAT.size + _FENCED.size) * self.count + _WEIGHT.size * index
+
+    def set_weight(self, index: int, cores: int) -> None:
+        """Cores this consumer's job holds (or has reserved while it waits for them)."""
+        _WEIGHT.pack_into(self._map, self._weight_offset(index), cores)
+
+    def waiting_before(self, index: int) -> bool:
+        """Whether a consumer of a lower slot holds a reservation for a job not yet started."""
+        return any(
+            _WEIGHT.unpack_from(self._map, self._weight_offset(i))[0] > 0 and not self._read(i)[0]
+            for i in range(index)
+        )
+
+    def weight_total(self) -> int:
+        """Cores held or reserved on the node."""
+        return sum(
+            _WEIGHT.unpack_from(self._map, self._weight_offset(i))[0] for i in range(self.count)
         )
 
     def busy(self) -> int:

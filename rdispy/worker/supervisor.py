@@ -194,6 +194,7 @@ class Supervisor:
             node=self.config.name,
             secret=self.config.secret,
             ip=self.record.ip,
+            cpus=self.config.cpus,
             workdir=self.workdir,
             max_result=self.config.max_result,
         )
@@ -333,7 +334,7 @@ class Supervisor:
                 self.client,
                 self.keys,
                 self.record,
-                self.slots.busy(),
+                self.slots.weight_total(),
                 self.slots.done(),
                 self.config.heartbeat * defaults.HEARTBEATS_MISSED,
             )

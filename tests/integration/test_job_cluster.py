@@ -510,3 +510,29 @@ def test_set_node_cpus_caps_this_clusters_jobs_on_a_node(
         running += 1 if kind == "start" else -1
         peak = max(peak, running)
     assert peak == 1  # never two of this cluster's jobs at once on a node capped to one
+
+
+def test_a_job_needing_several_cores_holds_them_alone(redis_url, cluster, start_worker, tmp_path):
+    start_worker(redis_url, 2, "wide")
+    ledger = tmp_path / "ledger"
+
+    def timed(tag):
+        start = time.time()
+        time.sleep(0.3)
+        with open(ledger, "a") as f:
+            f.write(f"{tag} {start} {time.time()}\n")
+        return tag
+
+    with dispy.JobCluster(timed, node_wait=0.5, redis_url=redis_url, cluster=cluster) as c:
+        jobs = [c.submit("a1"), c.submit("a2"), c.submit_cpus(2, "big"), c.submit("a3")]
+        jobs.append(c.submit("a4"))
+        assert [job(timeout=30) for job in jobs] == ["a1", "a2", "big", "a3", "a4"]
+        with pytest.raises(dispy.NoNodesError, match="3 cores"):
+            c.submit_cpus(3, "too big")
+    spans = {
+        tag: (float(s), float(e))
+        for tag, s, e in (r.split() for r in ledger.read_text().splitlines())
+    }
+    big_start, big_end = spans.pop("big")
+    for start, end in spans.values():
+        assert end <= big_start + 0.01 or start >= big_end - 0.01  # nothing overlapped it
