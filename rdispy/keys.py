@@ -109,7 +109,3 @@ class Keys:
     def nodes(self) -> str:
         """Sorted set of node names scored by last heartbeat."""
         return f"{self.base}:nodes"
-
-    def all_patterns(self) -> list[str]:
-        """Glob patterns covering every key of this cluster (for ACLs and cleanup)."""
-        return [f"{self.base}:*"]

@@ -15,7 +15,6 @@ import select
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
@@ -82,16 +81,6 @@ def describe_status(status: int) -> str:
             name = str(sig)
         return f"killed by signal {name}"
     return f"exit code {os.WEXITSTATUS(status)}"
-
-
-def wait_gone(pid: int, timeout: float) -> bool:
-    """Wait up to ``timeout`` seconds for a (non-child) process to disappear."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            return True
-        time.sleep(0.02)
-    return not pid_alive(pid)
 
 
 def install_stop_handlers(handler: Callable[[int], None]) -> None:

@@ -7,7 +7,6 @@ become the job's.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,11 +20,7 @@ def run_program(name: str, *args: object) -> int:
     command = [str(program), *map(str, args)]
     if program.suffix == ".py":
         command.insert(0, sys.executable)
-    result = subprocess.run(command, capture_output=True, text=True, start_new_session=False)
+    result = subprocess.run(command, capture_output=True, text=True)
     sys.stdout.write(result.stdout)
     sys.stderr.write(result.stderr)
     return result.returncode if result.returncode >= 0 else 128 - result.returncode
-
-
-def is_program(path: str | os.PathLike[str]) -> bool:
-    return Path(path).is_file()

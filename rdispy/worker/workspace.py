@@ -111,6 +111,3 @@ class Workspace:
             del self._ready[key]
         folder = self.sessions / session
         return folder if folder.is_dir() else None
-
-    def remove(self) -> None:
-        shutil.rmtree(self.sessions, ignore_errors=True)
