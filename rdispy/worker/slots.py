@@ -93,9 +93,6 @@ class Slots:
             _WEIGHT.unpack_from(self._map, self._weight_offset(i))[0] for i in range(self.count)
         )
 
-    def busy(self) -> int:
-        return sum(1 for i in range(self.count) if self._read(i)[0])
-
     def done(self) -> int:
         return sum(self._read(i)[4] for i in range(self.count))
 

@@ -79,7 +79,8 @@ class Supervisor:
         self.config = config
         self.keys = config.keys
         self.client = connection.connect(config.url)
-        self.recoverer = Recoverer(self.client, self.keys, wire.Signer(config.secret), config.name)
+        self.signer = wire.Signer(config.secret)
+        self.recoverer = Recoverer(self.client, self.keys, self.signer, config.name)
         self.slots = Slots(config.cpus)
         self.closed_sessions = ClosedSessions()
         self.children: dict[int, _Child] = {}  # by slot
@@ -93,7 +94,6 @@ class Supervisor:
         # crashed consumers whose entries wait out a retry pause: (due, consumer, running, why)
         self._deferred: list[tuple[float, str, bytes, str]] = []
         self._control_last: bytes | None = None  # last control message seen
-        self.signer = wire.Signer(config.secret)
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in config.name)
         self.workdir = config.workdir or Path(tempfile.gettempdir()) / f"rdispy-node-{safe}"
 
