@@ -32,6 +32,7 @@ from rdispy.errors import (
     SignatureError,
     WorkerCrashed,
 )
+from rdispy.progress import progress  # the function; the module stays rdispy.progress in imports
 from rdispy.worker.context import provisional_result, send_file
 
 #: dispy's names for the same functions, so `import rdispy as dispy` programs run unchanged.
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from rdispy.client.executor import Executor
     from rdispy.client.future import RemoteFuture, updates
     from rdispy.scheduler.placement import NodeAllocate
+    from rdispy.worker.programs import ProgramRun
 
 __all__ = [
     "BrokerError",
@@ -62,6 +64,7 @@ __all__ = [
     "NodeAllocate",
     "NodeLost",
     "PayloadTooLarge",
+    "ProgramRun",
     "ProtocolError",
     "RdispyError",
     "RemoteError",
@@ -74,6 +77,7 @@ __all__ = [
     "__version__",
     "dispy_provisional_result",
     "dispy_send_file",
+    "progress",
     "provisional_result",
     "send_file",
     "updates",
@@ -88,6 +92,7 @@ _LAZY = {
     "NodeAllocate": "rdispy.scheduler.placement",
     "DispyJob": "rdispy.client.dispy_job",
     "DispyNode": "rdispy.client.dispy_job",
+    "ProgramRun": "rdispy.worker.programs",
 }
 
 

@@ -49,14 +49,28 @@ secret_option = click.option(
 )
 
 
+def require_redis_url(redis_url: str | None) -> str:
+    """The ``--redis`` value of a command that cannot run without one (ConfigError: exit 2)."""
+    if not redis_url:
+        raise ConfigError(f"no Redis URL: pass --redis URL or set ${defaults.ENV_REDIS_URL}")
+    return redis_url
+
+
+class SetupError(click.ClickException):
+    """A one-line error with exit code 2: wrong options or files, or no usable Redis."""
+
+    exit_code = 2
+
+
 class RdispyGroup(click.Group):
-    """Maps rdispy errors to one-line messages and exit codes instead of tracebacks."""
+    """Maps rdispy errors to one-line messages and exit codes instead of tracebacks: 2 for
+    configuration and connection errors, 1 for other failures."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except (ConfigError, BrokerError) as exc:
-            raise click.UsageError(str(exc)) from exc
+            raise SetupError(str(exc)) from exc
         except RdispyError as exc:
             raise click.ClickException(str(exc)) from exc
         except redis.RedisError as exc:
@@ -73,11 +87,12 @@ def main(verbose: int, quiet: bool) -> None:
 
 
 def _register() -> None:
-    from rdispy.cli import scheduler, server, worker
+    from rdispy.cli import scheduler, server, submit, worker
 
     main.add_command(worker.worker)
     main.add_command(server.server)
     main.add_command(scheduler.scheduler)
+    main.add_command(submit.submit)
 
 
 _register()

@@ -7,14 +7,13 @@ import signal
 
 import click
 
-from rdispy.cli import cluster_option, prefix_option, redis_option
-from rdispy.errors import ConfigError
+from rdispy.cli import cluster_option, prefix_option, redis_option, require_redis_url
 from rdispy.keys import Keys
 
 log = logging.getLogger(__name__)
 
 
-@click.command()
+@click.command(short_help="Share nodes fairly among SharedJobCluster clients.")
 @redis_option
 @cluster_option
 @prefix_option
@@ -23,8 +22,7 @@ def scheduler(redis_url: str | None, cluster: str, prefix: str) -> None:
     from rdispy import connection
     from rdispy.scheduler.fair import FairScheduler
 
-    if not redis_url:
-        raise ConfigError("no Redis URL: pass --redis URL or set $RDISPY_REDIS")
+    redis_url = require_redis_url(redis_url)
     client = connection.connect(redis_url)
     connection.wait_for(client, redis_url)
     fair = FairScheduler(client, Keys(cluster, prefix))

@@ -11,7 +11,7 @@ from rdispy import processes
 from rdispy.server import EmbeddedServer
 
 
-@click.command()
+@click.command(short_help="Run the bundled Redis-compatible server.")
 @click.option("--port", type=click.IntRange(1, 65535), default=6379, show_default=True)
 @click.option(
     "--bind",

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import click
 
-from rdispy.cli import cluster_option, prefix_option, redis_option, secret_option
+from rdispy.cli import cluster_option, prefix_option, redis_option, require_redis_url, secret_option
 from rdispy.errors import ConfigError
 from rdispy.keys import Keys
 
 
-@click.command()
+@click.command(short_help="Run a node: one consumer process per core.")
 @redis_option
 @click.option(
     "--cpus",
@@ -69,8 +69,7 @@ def worker(
     from rdispy import defaults
     from rdispy.worker.supervisor import Supervisor, SupervisorConfig
 
-    if not redis_url:
-        raise ConfigError("no Redis URL: pass --redis URL or set $RDISPY_REDIS")
+    redis_url = require_redis_url(redis_url)
     if name is not None and (not name or any(c in name for c in ":/{}*?[] \t\n")):
         raise ConfigError(
             f"invalid node name {name!r}: no colons, slashes, braces, wildcards or spaces"

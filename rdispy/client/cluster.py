@@ -32,10 +32,11 @@ from rdispy.client.future import RemoteFuture
 from rdispy.client.local_cluster import LocalCluster
 from rdispy.errors import ConfigError, JobTerminated, NodeLost, NoNodesError, WorkerCrashed
 from rdispy.keys import Keys
+from rdispy.progress import Progress
 from rdispy.scheduler import fair, placement
 from rdispy.scheduler.placement import NodeLoad
 from rdispy.worker.node import live_nodes
-from rdispy.worker.programs import run_program
+from rdispy.worker.programs import run_program, run_program_collect
 from rdispy.worker.workspace import check_file_name
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,10 @@ class JobCluster:
     Arguments dispy uses for its own networking (``ip_addr``, ``port``, ``node_port``,
     ``ext_ip_addr``, ``ping_interval``, ``keyfile``, ``certfile``, ...) are accepted and have no
     effect: Redis carries all traffic.  rdispy adds ``redis_url`` (None: the embedded default
-    with ``cpus`` local consumers), ``cluster``, ``max_retries`` and a default job ``timeout``.
+    with ``cpus`` local consumers), ``cluster``, ``max_retries``, a default job ``timeout``, and
+    ``collect_files``: with a program computation, each job runs in a folder of its own and its
+    result is a ``ProgramRun`` (exit code and the files the program created there) instead of
+    the exit code.
     """
 
     def __init__(
@@ -77,6 +81,7 @@ class JobCluster:
         timeout: float | None = None,
         cpus: int | None = None,
         node_wait: float = 10.0,
+        collect_files: bool = False,
         **dispy_networking: Any,
     ) -> None:
         if loglevel is not None:
@@ -97,6 +102,7 @@ class JobCluster:
         self._loads: tuple[float, list[NodeLoad]] = (0.0, [])
         self._placed: dict[str, int] = {}  # jobs placed per node since the last load snapshot
         self._program = ""
+        self._collect_files = collect_files
         self.session = uuid.uuid4().hex[:16]
         keys = Keys(cluster)
         self._local: LocalCluster | None = None
@@ -199,7 +205,8 @@ class JobCluster:
             )
         name = check_file_name(path.name)
         self._program = name
-        return run_program, [self._file_entry(path)], {}
+        runner = run_program_collect if self._collect_files else run_program
+        return runner, [self._file_entry(path)], {}
 
     def _file_entry(self, path: Path) -> tuple[str, str, int]:
         data = path.read_bytes()
@@ -273,7 +280,7 @@ class JobCluster:
         return job
 
     def _send(self, job: DispyJob) -> None:
-        call_args = (self._program, *job.args) if self._function is run_program else job.args
+        call_args = (self._program, *job.args) if self._program else job.args
         header = dict(self._header, to=job._timeout) if job._timeout else dict(self._header)
         if job._cpus > 1:
             header["cp"] = job._cpus
@@ -490,7 +497,7 @@ class JobCluster:
                 log.exception("callback for job %s failed", job.id)
         if status in ENDED:
             self._pending.discard(job)
-            job.finish.set()
+            job._ended()
 
     def cancel(self, job: DispyJob) -> int:
         """Cancel a job: a queued one never runs (Cancelled); a running one is stopped on its node
@@ -507,10 +514,32 @@ class JobCluster:
             self._dispatcher.stop_running(future.job_id)
         return 0
 
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait until every submitted job has ended; False if ``timeout`` passed first."""
+    def wait(self, timeout: float | None = None, progress: bool = False) -> bool:
+        """Wait until every submitted job has ended; False if ``timeout`` passed first.
+        ``progress=True`` shows a bar of the jobs ending meanwhile (rdispy's addition)."""
+        pending = list(self._pending)
+        if not progress:
+            return self._wait_for(pending, timeout)
+        counted = threading.Semaphore(0)  # released by each job's callback, after the bar moved
+        with Progress(len(pending), "jobs") as bar:
+
+            def count(_: DispyJob) -> None:
+                bar.update()
+                counted.release()
+
+            for job in pending:
+                job.add_done_callback(count)
+            deadline = None if timeout is None else time.monotonic() + timeout
+            for _ in pending:
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if not counted.acquire(timeout=remaining):
+                    return False
+            return True
+
+    @staticmethod
+    def _wait_for(jobs: list[DispyJob], timeout: float | None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
-        for job in list(self._pending):
+        for job in jobs:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             if not job.finish.wait(remaining):
                 return False

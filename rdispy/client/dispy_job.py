@@ -7,11 +7,15 @@ unchanged: ``job()`` waits and returns the result, ``job.status``, ``job.stdout`
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
+
+log = logging.getLogger(__name__)
 
 
 class DispyJob:
@@ -40,6 +44,8 @@ class DispyJob:
         self.start_time: float | None = None
         self.end_time: float | None = None
         self.finish = threading.Event()
+        self._done_callbacks: list[Callable[[DispyJob], object]] = []
+        self._done_lock = threading.Lock()
         self._future: Any = None
         self._selectors: list[Any] | None = None  # the nodes it may run on, when limited
         self._pinned = False  # submit_node: only that node
@@ -55,6 +61,26 @@ class DispyJob:
         if clear:
             self.result = None
         return result
+
+    def add_done_callback(self, fn: Callable[[DispyJob], object]) -> None:
+        """rdispy's addition: call ``fn(job)`` once the job has ended and its status is set
+        (at once if it has), as ``concurrent.futures.Future.add_done_callback`` does."""
+        with self._done_lock:
+            if not self.finish.is_set():
+                self._done_callbacks.append(fn)
+                return
+        fn(self)
+
+    def _ended(self) -> None:
+        """Mark the job ended: wake ``job()`` waiters, then run the done callbacks."""
+        with self._done_lock:
+            self.finish.set()
+            callbacks, self._done_callbacks = self._done_callbacks, []
+        for fn in callbacks:
+            try:
+                fn(self)
+            except Exception:
+                log.exception("done callback of job %s failed", self.id)
 
     @property
     def future(self) -> Any:

@@ -23,6 +23,7 @@ With no URL the executor owns an embedded default (a private server and a local 
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import math
@@ -38,6 +39,7 @@ from rdispy.client.dispatcher import Dispatcher
 from rdispy.client.future import RemoteFuture
 from rdispy.client.local_cluster import LocalCluster
 from rdispy.keys import Keys
+from rdispy.progress import Progress
 from rdispy.worker.node import live_nodes
 
 log = logging.getLogger(__name__)
@@ -124,12 +126,15 @@ class Executor(_StdExecutor):
         timeout: float | None = None,
         chunksize: int | None = None,
         buffersize: int | None = None,
+        progress: bool = False,
     ) -> Iterator[Any]:
         """Like ``concurrent.futures.Executor.map``; results in order, yielded as they come.
 
         ``chunksize=None`` batches calls automatically (about four jobs per core) so that short
         calls do not pay a round trip each; ``chunksize=1`` sends one job per call.
         ``buffersize`` (as in Python 3.14) bounds the chunks in flight and reads the input lazily.
+        ``progress=True`` shows a bar on stderr counting calls as they complete (plain lines
+        when stderr is not a terminal).
         """
         self._check_open()
         if buffersize is not None and buffersize < 1:
@@ -139,18 +144,17 @@ class Executor(_StdExecutor):
         if buffersize is None:
             items = list(calls)
             size = chunksize or self._auto_chunksize(len(items))
-            chunks: Iterator[list[Any]] = iter(
-                [items[i : i + size] for i in range(0, len(items), size)]
-            )
-            futures = self._dispatcher.submit(fn, chunks, kind="chunk")
+            bar = Progress(len(items), "map", unit="call") if progress else None
+            chunks = [items[i : i + size] for i in range(0, len(items), size)]
+            futures = self._submit_chunks(fn, chunks, bar)
+            more: Iterator[list[Any]] | None = None
         else:
+            bar = Progress(None, "map", unit="call") if progress else None
             size = chunksize or 1
             source = iter(calls)
-            chunks = iter(lambda: list(itertools.islice(source, size)), [])
-            futures = self._dispatcher.submit(
-                fn, itertools.islice(chunks, buffersize), kind="chunk"
-            )
-        return self._results(fn, futures, chunks if buffersize else None, end)
+            more = iter(lambda: list(itertools.islice(source, size)), [])
+            futures = self._submit_chunks(fn, list(itertools.islice(more, buffersize)), bar)
+        return self._results(fn, futures, more, end, bar)
 
     def _results(
         self,
@@ -158,6 +162,7 @@ class Executor(_StdExecutor):
         futures: list[RemoteFuture],
         more: Iterator[list[Any]] | None,
         end: float | None,
+        bar: Progress | None = None,
     ) -> Iterator[Any]:
         pending = list(reversed(futures))
         try:
@@ -166,7 +171,7 @@ class Executor(_StdExecutor):
                 if more is not None:
                     nxt = next(more, None)
                     if nxt is not None:
-                        pending.insert(0, self._dispatcher.submit(fn, [nxt], kind="chunk")[0])
+                        pending.insert(0, self._submit_chunks(fn, [nxt], bar)[0])
                 remaining = None if end is None else end - time.monotonic()
                 values, error = future.result(remaining)
                 yield from values
@@ -175,6 +180,18 @@ class Executor(_StdExecutor):
         finally:
             for future in pending:
                 future.cancel()
+            if bar is not None:
+                bar.close()
+
+    def _submit_chunks(
+        self, fn: Callable[..., Any], chunks: list[list[Any]], bar: Progress | None
+    ) -> list[RemoteFuture]:
+        """Send map chunks; with a bar, each chunk's calls count once its job completes."""
+        futures = self._dispatcher.submit(fn, chunks, kind="chunk")
+        if bar is not None:
+            for future, chunk in zip(futures, chunks, strict=True):
+                future.add_done_callback(functools.partial(_count_calls, bar, len(chunk)))
+        return futures
 
     def _auto_chunksize(self, count: int) -> int:
         return max(1, math.ceil(count / (4 * self._cores())))
@@ -223,6 +240,10 @@ class Executor(_StdExecutor):
             self._dispatcher.close()
             assert self._local is not None
             self._local.close(drain=False)
+
+
+def _count_calls(bar: Progress, calls: int, _: Future[Any]) -> None:
+    bar.update(calls)
 
 
 __all__ = ["Executor", "Future", "RemoteFuture"]

@@ -313,7 +313,12 @@ class Consumer:
             }
             self._emit(results_key, job_id, started, wait=False)
         context.set_current(
-            context.JobContext(job_id, self.config.node, partial(self._emit, results_key, job_id))
+            context.JobContext(
+                job_id,
+                self.config.node,
+                partial(self._emit, results_key, job_id),
+                self.config.max_result,
+            )
         )
         try:
             outcome = self._run(fields, job_id)

@@ -22,6 +22,7 @@ class JobContext:
     job_id: str
     node: str
     emit: Callable[[dict[str, Any]], None]  # publishes one event to the job's client
+    max_result: int = defaults.MAX_RESULT  # the node's limit on one job's pickled result
 
 
 _current: JobContext | None = None
@@ -30,6 +31,11 @@ _current: JobContext | None = None
 def set_current(context: JobContext | None) -> None:
     global _current
     _current = context
+
+
+def current_or_none() -> JobContext | None:
+    """The running job's context, or None outside a job."""
+    return _current
 
 
 def current() -> JobContext:
