@@ -174,6 +174,7 @@ def _run_all(
         click.echo(f"interrupted ({exc}) while starting", err=True)
         return 128 + exc.signum
     ended: list[RunOutcome] = []
+    unsaved = 0  # runs whose --out folder could not be written
     try:
         jobs = []
         for index, args in enumerate(runs, 1):
@@ -191,7 +192,11 @@ def _run_all(
                 ended.append(run)
                 completed.write(describe(run, total, program.name))
                 if out is not None:
-                    write_run(out, run, total, program.name)
+                    try:
+                        write_run(out, run, total, program.name)
+                    except OSError as exc:
+                        unsaved += 1
+                        completed.write(f"-- cannot write run {run.index} under {out}: {exc}")
         cluster.close()
     except (_Interrupted, KeyboardInterrupt) as exc:
         signum = exc.signum if isinstance(exc, _Interrupted) else signal.SIGINT
@@ -206,8 +211,8 @@ def _run_all(
         with _signals_ignored():
             cluster.close(timeout=STOP_WAIT, terminate=True)
         raise
-    click.echo(summary(ended, total))
-    return 0 if all(run.ok for run in ended) else 1
+    click.echo(summary(ended, total) + (f" ({unsaved} not saved)" if unsaved else ""))
+    return 0 if all(run.ok for run in ended) and not unsaved else 1
 
 
 def _existing_file(name: str, what: str) -> Path:
