@@ -45,6 +45,9 @@ def server(
         directory=directory,
         own_group=False,
     )
+    stop = {"now": False}
+    # before the start, so that a signal during it still stops the server cleanly
+    processes.install_stop_handlers(lambda _sig: stop.__setitem__("now", True))
     srv.start()
     shown_host = bind if bind not in ("0.0.0.0", "::") else "<this-host>"
     auth = ":<password>@" if password else ""
@@ -54,8 +57,6 @@ def server(
     if bind not in ("127.0.0.1", "::1", "localhost") and not password:
         click.echo("warning: listening beyond loopback without --password", err=True)
     sys.stdout.flush()
-    stop = {"now": False}
-    processes.install_stop_handlers(lambda _sig: stop.__setitem__("now", True))
     assert srv.process is not None
     try:
         while not stop["now"] and srv.process.poll() is None:
