@@ -1,5 +1,10 @@
 """The `rdispy` command line (click).  This is the only place that configures logging and turns
-rdispy errors into exit codes: 2 for usage and configuration errors, 1 for failures."""
+rdispy errors into exit codes: 2 for usage and configuration errors, 1 for failures.
+
+Shared options for commands: ``@redis_option`` (``--redis URL``, also ``$RDISPY_REDIS``; a
+command that needs one calls ``require_redis_url``), ``@cluster_option``, ``@prefix_option``,
+``@secret_option``.  Give each command a one-line ``short_help`` for ``rdispy --help``.
+"""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shlex
 import signal
 import sys
@@ -116,6 +117,10 @@ def submit(
     submission order, then a summary line.  Exits 1 when any run failed.
     """
     program_path = _existing_file(program, "program")
+    if program_path.suffix != ".py" and not os.access(program_path, os.X_OK):
+        raise ConfigError(
+            f"program {program!r} is not executable: chmod +x it (a .py file runs with Python)"
+        )
     depends = [_existing_file(f, "file") for f in files]
     names = [p.name for p in (program_path, *depends)]
     if len(set(names)) < len(names):

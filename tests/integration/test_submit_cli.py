@@ -184,3 +184,24 @@ def test_submit_stops_cleanly_on_sigterm(tmp_path):
     assert proc.returncode == 128 + signal.SIGTERM, stdout + stderr
     assert "interrupted (SIGTERM)" in stderr and "Traceback" not in stderr
     assert stdout.splitlines()[-1] == "2 runs: 0 ok, 0 failed, 2 not finished"
+
+
+def test_created_files_over_the_result_limit_are_named_not_sent(
+    redis_url, cluster, start_worker, tmp_path
+):
+    start_worker(redis_url, 1, "node-a", "--max-result", "20000")
+    script = tmp_path / "make.sh"
+    script.write_text(
+        "#!/bin/sh\necho small > small.txt\nhead -c 50000 /dev/zero > big.bin\necho made\n"
+    )
+    script.chmod(0o755)
+    out = tmp_path / "out"
+    done = submit(
+        "--redis", redis_url, "--cluster", cluster, "--out", str(out), str(script), cwd=tmp_path
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "-- files created: small.txt" in done.stdout
+    assert "-- not returned (over the result size limit): big.bin (50,000 bytes)" in done.stdout
+    assert (out / "run-1" / "files" / "small.txt").read_text() == "small\n"
+    assert not (out / "run-1" / "files" / "big.bin").exists()
+    assert '"size": 50000' in (out / "run-1" / "run.json").read_text()

@@ -87,6 +87,12 @@ def test_submit_with_a_folder_as_program_is_a_one_line_error(tmp_path):
     _one_line_error(result, "is not a file")
 
 
+def test_submit_with_a_program_that_cannot_run_is_a_one_line_error(program):
+    program.chmod(0o644)
+    result = CliRunner().invoke(main, ["submit", str(program)])
+    _one_line_error(result, "not executable")
+
+
 def test_submit_with_two_files_of_one_name_is_refused(program, tmp_path):
     other = tmp_path / "sub"
     other.mkdir()
