@@ -32,7 +32,9 @@ log = logging.getLogger(__name__)
 STOP_WAIT = 10.0
 
 
-class _Interrupted(Exception):
+class _Interrupted(BaseException):  # like KeyboardInterrupt: not caught by `except Exception`
+    """SIGINT or SIGTERM arrived."""
+
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
@@ -203,8 +205,8 @@ def _run_all(
                         unsaved += 1
                         completed.write(f"-- cannot write run {run.index} under {out}: {exc}")
         cluster.close()
-    except (_Interrupted, KeyboardInterrupt) as exc:
-        signum = exc.signum if isinstance(exc, _Interrupted) else signal.SIGINT
+    except _Interrupted as exc:
+        signum = exc.signum
         click.echo(
             f"interrupted ({signal.Signals(signum).name}): stopping unfinished runs", err=True
         )
