@@ -15,7 +15,8 @@
      │    ├── JobTimeout              (also TimeoutError) the job ran past its timeout
      │    ├── JobTerminated           the job was cancelled while running and stopped
      │    ├── NodeLost                the node stopped heartbeating while running the job
-     │    └── JobAbandoned            the job may not be re-run and its attempt was lost
+     │    ├── JobAbandoned            the job may not be re-run and its attempt was lost
+     │    └── JobLost                 the job's entry was deleted from Redis before it ran
      ├── NoNodesError                 no node is registered to run jobs
      └── ExecutorBroken               (also concurrent.futures.BrokenExecutor) client cannot go on
 
@@ -116,6 +117,11 @@ class NodeLost(JobError):
 
 class JobAbandoned(JobError):
     """The job's attempt was lost and it may not be re-run (reentrant=False or retries used up)."""
+
+
+class JobLost(JobError):
+    """The job's entry vanished from Redis while queued or pending (deleted or trimmed by hand,
+    evicted); submit it again."""
 
 
 class NoNodesError(RdispyError):

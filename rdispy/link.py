@@ -126,6 +126,20 @@ def all_stream_entries(reply: Any) -> list[Entry]:
     return entries
 
 
+def deleted_entries(reply: Any) -> list[tuple[str, bytes]]:
+    """(stream, id) of the entries of a raw XREADGROUP backlog reply that were deleted while
+    pending (the server returns them with no fields)."""
+    if not reply:
+        return []
+    pairs = list(reply.items()) if isinstance(reply, dict) else [(s[0], s[1]) for s in reply]
+    return [
+        (stream.decode() if isinstance(stream, bytes) else str(stream), eid)
+        for stream, items in pairs
+        for eid, flat in items
+        if flat is None
+    ]
+
+
 def stream_entries(reply: Any) -> list[tuple[bytes, dict[bytes, bytes]]]:
     """(id, fields) of the entries in a raw XREAD reply on a single stream."""
     return [(entry.eid, entry.fields) for entry in all_stream_entries(reply)]

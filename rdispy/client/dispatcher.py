@@ -33,6 +33,7 @@ from rdispy.errors import (
     BrokerError,
     ExecutorBroken,
     JobError,
+    JobLost,
     JobTerminated,
     JobTimeout,
     NodeLost,
@@ -83,12 +84,14 @@ class Dispatcher:
         self._alive = alive  # health of the nodes this client owns (the embedded default)
         self.broken: ExecutorBroken | None = None
         self.results_key = keys.results(self.client_id)
+        self._lost_now = self._lost_seen = 0  # the cluster's count of deleted pending entries
         self.client = connection.connect(url)
         connection.wait_for(self.client, url, connect_timeout)
         try:
             ensure_group(self.client, keys)
             connection.eviction_policy(self.client, url)
             self._run_id = self._touch_client_record()
+            self._lost_seen = self._lost_now
         except redis.RedisError as exc:
             self.client.close()
             raise BrokerError(
@@ -422,7 +425,8 @@ class Dispatcher:
             future.set_exception(self.broken)
 
     def _touch_client_record(self) -> str:
-        """Refresh this client's record (and its expiry); returns the server's run id."""
+        """Refresh this client's record (and its expiry); returns the server's run id.  Also
+        reads how many pending entries nodes found deleted (``_lost_now``)."""
         pipe = self.client.pipeline(transaction=False)
         pipe.info("server")
         key = self.keys.client(self.client_id)
@@ -430,33 +434,83 @@ class Dispatcher:
             key, mapping={"pid": os.getpid(), "host": socket.gethostname(), "seen": time.time()}
         )
         pipe.expire(key, defaults.RESULT_TTL)
-        return str(pipe.execute()[0]["run_id"])
+        pipe.hget(self.keys.counters, "lost")
+        replies = pipe.execute()
+        self._lost_now = int(replies[3] or 0)
+        return str(replies[0]["run_id"])
 
     def _server_lost_our_state(self) -> bool:
-        """Notice a server that restarted empty and send every unfinished job again.
+        """Notice a server that restarted, or a replica that took over, and send again every
+        unfinished job it does not hold.
 
-        A restart that kept its data (AOF) changes the run id but keeps our client record;
-        then nothing is resent.  Returns True when the jobs were resent.
+        A server that came back empty lost our client record too: everything unfinished is sent
+        again.  One that kept its data (AOF, a replica) may have lost the last writes before
+        the crash: jobs no stream holds and that have no result are sent again.  Returns True
+        on a restart (the caller rereads its result stream from the start).
         """
         existed = bool(self.client.exists(self.keys.client(self.client_id)))
         run_id = self._touch_client_record()
+        lost, self._lost_seen = self._lost_now > self._lost_seen, self._lost_now
         if run_id == self._run_id:
+            if lost:
+                self._fail_missing()
             return False
         self._run_id = run_id
-        if existed:
-            log.warning("Redis restarted with its data; carrying on")
-            return False
-        log.warning("Redis restarted empty; sending %d unfinished jobs again", len(self._sent))
         ensure_group(self.client, self.keys)
-        for digest, blob in self._blob_data.items():
-            self._outbox.append((self.keys.blob(digest), blob))
-        for job_id, fields in list(self._sent.items()):
-            future = self._futures.get(job_id)
-            if future is not None:
+        if existed:
+            missing = self._missing_jobs()
+            log.warning(
+                "Redis restarted with its data (or a replica took over); sending %d jobs it lost "
+                "again",
+                len(missing),
+            )
+        else:
+            missing = [self._futures[job_id] for job_id in self._sent if job_id in self._futures]
+            log.warning("Redis restarted empty; sending %d unfinished jobs again", len(missing))
+        if missing:
+            for digest, blob in self._blob_data.items():
+                self._outbox.append((self.keys.blob(digest), blob))
+        for future in missing:
+            fields = self._sent.get(future.job_id)
+            if fields is not None and not future.done():
                 future.entry_id = None
                 self._outbox.append((future, fields))
         self.flush()
         return True
+
+    def _missing_jobs(self) -> list[RemoteFuture]:
+        """Our sent, unfinished jobs that no job stream holds and that have no result: what a
+        server lost.  Queues are read before the shared stream, which jobs move into."""
+        candidates = {
+            job_id: future
+            for job_id, future in list(self._futures.items())
+            if not future.done() and future.entry_id is not None
+        }
+        if not candidates:
+            return []
+        for key in reversed(self._job_streams()):
+            for _, fields in self._entries(key):
+                candidates.pop(fields.get(b"id", b"").decode(errors="replace"), None)
+        if not candidates:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for job_id in candidates:
+            pipe.hget(self.keys.job(job_id), "st")
+        states = pipe.execute()
+        return [f for f, st in zip(candidates.values(), states, strict=True) if st != b"done"]
+
+    def _fail_missing(self) -> None:
+        """Some node found pending entries deleted: fail those of our jobs with JobLost."""
+        for future in self._missing_jobs():
+            self._forget(future.job_id)
+            log.error("job %s: its entry was deleted from Redis before it ran", future.job_id)
+            future.set_exception(
+                JobLost(
+                    "its entry was deleted from Redis while queued or pending (by XDEL, XTRIM "
+                    "or eviction); submit it again",
+                    future.job_id,
+                )
+            )
 
     def _resolve(self, fields: dict[bytes, bytes]) -> None:
         try:

@@ -32,7 +32,7 @@ import redis
 from rdispy import connection, defaults, processes, serialization, wire
 from rdispy.errors import JobError, ProtocolError
 from rdispy.keys import CONSUMER_GROUP, Keys
-from rdispy.link import Entry, Link, all_stream_entries
+from rdispy.link import Entry, Link, all_stream_entries, deleted_entries
 from rdispy.scripts import Scripts
 from rdispy.worker import context, runner
 from rdispy.worker.slots import ClosedSessions, Slots
@@ -141,6 +141,9 @@ class Consumer:
         self._closed_seen = closed.written() if closed else 0
         self._cwd: Path | None = None
         self.prefetch = 1
+        # after a Redis outage, entries still pending under our name (a batch cut short, or a
+        # publish the server lost in a restart) are read again from our backlog before new ones
+        self._backlog = False
         self._publishes: list[tuple[Entry, str, wire.Fields]] = []
         self.streams = [self.keys.node_jobs(config.node), self.keys.jobs]
 
@@ -179,6 +182,7 @@ class Consumer:
                     exc,
                     backoff,
                 )
+                self._backlog = True
                 time.sleep(backoff)
                 backoff = min(backoff * 2, defaults.MAX_BACKOFF)
 
@@ -187,6 +191,9 @@ class Consumer:
             return
         if self.slots.weight_total() >= self.config.cpus:  # the node's cores are all held
             time.sleep(0.02)
+            return
+        if self._backlog:
+            self._serve_backlog()
             return
         self._reading = True
         try:
@@ -203,6 +210,31 @@ class Consumer:
             self._reading = False
         entries = self._checked(all_stream_entries(reply))
         if entries:
+            self._run_batch(entries)
+
+    def _serve_backlog(self) -> None:
+        """Run entries still pending under our name (we published everything we finished, so
+        none of them has a result yet); a publish lost by the server runs again, and the job
+        record keeps a second result out.  Entries deleted while pending are acknowledged and
+        counted (their clients find the jobs missing and fail them with JobLost)."""
+        reply = self.link.call(
+            "XREADGROUP", "GROUP", CONSUMER_GROUP, self.name, "COUNT", defaults.MAX_PREFETCH,
+            "STREAMS", *self.streams, *("0" for _ in self.streams),
+        )  # fmt: skip
+        gone = deleted_entries(reply)
+        if gone:
+            log.warning("consumer %s: %d pending entries were deleted", self.name, len(gone))
+            pipe = self.client.pipeline(transaction=False)
+            for stream, eid in gone:
+                pipe.xack(stream, CONSUMER_GROUP, eid)
+            pipe.hincrby(self.keys.counters, "lost", len(gone))
+            pipe.execute()
+        entries = self._checked(all_stream_entries(reply))
+        if not entries and not gone:
+            self._backlog = False
+            return
+        if entries:
+            log.warning("consumer %s: running %d jobs of its backlog", self.name, len(entries))
             self._run_batch(entries)
 
     def _checked(self, entries: list[Entry]) -> list[Entry]:
@@ -311,7 +343,8 @@ class Consumer:
                 "node": self.config.node,
                 "ip": self.config.ip,
             }
-            self._emit(results_key, job_id, started, wait=False)
+            with contextlib.suppress(redis.RedisError):  # a progress note, not worth a failure
+                self._emit(results_key, job_id, started, wait=False)
         context.set_current(
             context.JobContext(
                 job_id,

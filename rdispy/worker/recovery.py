@@ -107,8 +107,12 @@ class Recoverer:
         """Requeue (1) or fail (2) one pending entry; 0 when there was nothing left to do.
         ``final`` fails it whatever its retries (a job cancelled or timed out while running)."""
         entries: Any = self.client.xrange(stream, eid, eid)
-        if not entries:
-            self.client.xack(stream, CONSUMER_GROUP, eid)
+        if not entries:  # deleted while pending: its client fails the job with JobLost
+            log.warning("pending entry %s of %s was deleted; its job is lost", eid.decode(), stream)
+            pipe = self.client.pipeline(transaction=False)
+            pipe.xack(stream, CONSUMER_GROUP, eid)
+            pipe.hincrby(self.keys.counters, "lost", 1)
+            pipe.execute()
             return 0
         fields = entries[0][1]
         job_id = fields.get(b"id", b"?").decode()

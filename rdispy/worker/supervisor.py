@@ -244,8 +244,11 @@ class Supervisor:
         try:
             self.recoverer.settle_consumer(consumer, running, why, cause, final)
         except redis.RedisError as exc:
-            # its entries stay pending under its name; the lost-node scan settles them later
+            # its entries stay pending under its name: try again a heartbeat later
             log.error("node %s: could not settle jobs of %s: %s", self.config.name, consumer, exc)
+            retry = (time.monotonic() + self.config.heartbeat, consumer, running, why)
+            if cause == "crash" and not final:
+                self._deferred.append(retry)
 
     def _retry_delay(self, job_id: str) -> float:
         """Pause before a crashed job may run again: RETRY_BACKOFF doubled per lost attempt."""
