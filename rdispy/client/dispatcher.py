@@ -108,6 +108,7 @@ class Dispatcher:
         self._blob_data: dict[str, bytes] = {}
         self.periodic: list[Callable[[], None]] = []  # run by the listener every CHECK_INTERVAL
         self._outbox: deque[_Outgoing] = deque()
+        self._uncertain: set[str] = set()  # jobs whose send failed after it may have arrived
         self._send_lock = threading.Lock()  # held while items leave the outbox for Redis
         self._send_link = Link(self.client)
         self._wakeup = threading.Condition()
@@ -263,6 +264,8 @@ class Dispatcher:
         batch: list[_Outgoing] = []
         while self._outbox and len(batch) < 1000:
             batch.append(self._outbox.popleft())
+        if self._uncertain:
+            batch = self._not_yet_sent(batch)
         commands: list[tuple[Any, ...]] = []
         for target, item in batch:
             if isinstance(target, str):  # a function blob, sent before the jobs that name it
@@ -278,7 +281,9 @@ class Dispatcher:
         try:
             replies = self._send_link.pipeline(commands, raise_on_error=False)
         except (redis.ConnectionError, redis.TimeoutError):
-            self._outbox.extendleft(reversed(batch))  # may repeat some: at-least-once, one result
+            # the server may have run some of these commands: look before sending them again
+            self._uncertain.update(t.job_id for t, _ in batch if isinstance(t, RemoteFuture))
+            self._outbox.extendleft(reversed(batch))
             raise
         for (target, _), reply in zip(batch, replies, strict=False):
             if not isinstance(target, RemoteFuture):
@@ -291,6 +296,39 @@ class Dispatcher:
                 )
             else:
                 target.entry_id = reply
+
+    def _not_yet_sent(self, batch: list[_Outgoing]) -> list[_Outgoing]:
+        """``batch`` without the jobs that reached the server although their send failed (the
+        reply was lost, or a frozen server ran them when it woke): those would run twice."""
+        uncertain = {
+            t.job_id: t
+            for t, _ in batch
+            if isinstance(t, RemoteFuture) and t.job_id in self._uncertain
+        }
+        self._uncertain.clear()
+        if not uncertain:
+            return batch
+        found: dict[str, bytes] = {}
+        for stream in {future.stream for future in uncertain.values()}:
+            for eid, fields in self._entries(stream):
+                job_id = fields.get(b"id", b"").decode(errors="replace")
+                if job_id in uncertain:
+                    found[job_id] = eid
+        pipe = self.client.pipeline(transaction=False)
+        for job_id in uncertain:
+            pipe.exists(self.keys.job(job_id))
+        for job_id, known in zip(uncertain, pipe.execute(), strict=True):
+            if known:
+                found.setdefault(job_id, b"")  # it ran, was retried or moved on: it arrived
+        for job_id, eid in found.items():
+            uncertain[job_id].entry_id = eid or None
+        if found:
+            log.info("%d jobs reached Redis although their send failed; not sent again", len(found))
+        return [
+            item
+            for item in batch
+            if not (isinstance(item[0], RemoteFuture) and item[0].job_id in found)
+        ]
 
     def cancel_remote(self, future: RemoteFuture, forget: bool = True) -> bool:
         """Withdraw a job no consumer has been handed yet; True means it will never run."""
