@@ -43,6 +43,10 @@ BLOB_TTL = 24 * 3600
 #: Seconds a job record (state, attempt token) lives after it was last touched.
 JOB_TTL = 24 * 3600
 
+#: Unread entries in a client's result stream past which provisional results are dropped (and
+#: counted); final results are always added.
+MAX_EVENTS = int(_env_float("RDISPY_MAX_EVENTS", 10_000))
+
 #: Most entries a consumer takes at once when jobs are short (adaptive prefetch).
 MAX_PREFETCH = 32
 #: Jobs shorter than this (seconds) let a consumer grow its prefetch.

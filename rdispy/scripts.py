@@ -106,6 +106,21 @@ redis.call('EXPIRE', KEYS[3], ARGV[5])
 return 2
 """
 
+# KEYS[1] client's result stream, KEYS[2] client's record
+# ARGV[1] most entries the stream may hold before provisional results are dropped,
+# ARGV[2..] the event's fields
+# Adds a provisional result unless the client has that many entries unread; then counts it as
+# dropped in the client's record (if the client is still there).  Final results never come
+# here, so they are never dropped.  Returns 1 added, 0 dropped.
+PROVISIONAL = """
+if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then
+  if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('HINCRBY', KEYS[2], 'dropped', 1) end
+  return 0
+end
+redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
+return 1
+"""
+
 
 class Scripts:
     """The scripts registered on one client (EVALSHA, loaded on first use)."""
@@ -116,3 +131,4 @@ class Scripts:
         self.release: Script = client.register_script(RELEASE)
         self.recover: Script = client.register_script(RECOVER)
         self.move: Script = client.register_script(MOVE)
+        self.provisional: Script = client.register_script(PROVISIONAL)

@@ -84,6 +84,8 @@ class Dispatcher:
         self._alive = alive  # health of the nodes this client owns (the embedded default)
         self.broken: ExecutorBroken | None = None
         self.results_key = keys.results(self.client_id)
+        #: provisional results nodes dropped because this client left too many unread
+        self.dropped_events = 0
         self._lost_now = self._lost_seen = 0  # the cluster's count of deleted pending entries
         self.client = connection.connect(url)
         connection.wait_for(self.client, url, connect_timeout)
@@ -473,8 +475,17 @@ class Dispatcher:
         )
         pipe.expire(key, defaults.RESULT_TTL)
         pipe.hget(self.keys.counters, "lost")
+        pipe.hget(key, "dropped")
         replies = pipe.execute()
         self._lost_now = int(replies[3] or 0)
+        dropped = int(replies[4] or 0)
+        if dropped > self.dropped_events:
+            log.warning(
+                "%d provisional results were dropped because this client's result stream was "
+                "full (it read too slowly); final results are never dropped",
+                dropped - self.dropped_events,
+            )
+            self.dropped_events = dropped
         return str(replies[0]["run_id"])
 
     def _server_lost_our_state(self) -> bool:

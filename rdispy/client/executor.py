@@ -109,6 +109,13 @@ class Executor(_StdExecutor):
     def client_id(self) -> str:
         return self._dispatcher.client_id
 
+    @property
+    def dropped_updates(self) -> int:
+        """Provisional results nodes dropped because this client left too many results unread
+        (``RDISPY_MAX_EVENTS`` on the nodes, default 10,000); final results are never dropped.
+        Checked about once a second."""
+        return self._dispatcher.dropped_events
+
     def recover_jobs(self) -> list[RemoteFuture]:
         """With ``client_id=`` of a client that crashed: futures of its jobs that it had not
         collected, in submission order (results still waiting, jobs queued or running)."""

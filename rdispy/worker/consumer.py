@@ -349,7 +349,7 @@ class Consumer:
             context.JobContext(
                 job_id,
                 self.config.node,
-                partial(self._emit, results_key, job_id),
+                partial(self._job_event, client, job_id),
                 self.config.max_result,
             )
         )
@@ -464,6 +464,27 @@ class Consumer:
                     os.chdir(self.workspace.root)
                     self._cwd = None
                 shutil.rmtree(folder, ignore_errors=True)
+
+    def _job_event(self, client: str, job_id: str, event: dict[str, Any]) -> None:
+        """An event sent by the running job.  A provisional result is dropped (and counted for
+        its client) when the client has MAX_EVENTS entries unread, or when Redis cannot be
+        reached: a client that stops reading never blocks or fills up the node."""
+        results_key = self.keys.results(client)
+        if event.get("k") != "prov":
+            self._emit(results_key, job_id, event)
+            return
+        fields = self.signer.sign(results_key, wire.encode({"id": job_id, **event}))
+        call = (
+            [results_key, self.keys.client(client)],
+            [defaults.MAX_EVENTS, *itertools.chain(*fields.items())],
+        )
+        try:
+            added = self.link.run_scripts(self.scripts.provisional, [call])[0]
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("job %s: provisional result dropped (%s)", job_id, exc)
+            return
+        if not added:
+            log.debug("job %s: provisional result dropped: its client reads none", job_id)
 
     def _emit(
         self, results_key: str, job_id: str, event: dict[str, Any], wait: bool = True
