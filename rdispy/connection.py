@@ -4,6 +4,7 @@ with a capped backoff for a server that is not up yet."""
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -103,6 +104,12 @@ def wait_for(
                 raise BrokerError(f"Redis at {redact(url)} needs a password: {exc}") from exc
             raise BrokerError(f"Redis at {redact(url)} answered PING with {exc}") from exc
         except TRANSIENT as exc:
+            refused = _tls_refusal(exc)
+            if refused is not None:  # a wrong CA or host name will not fix itself: stop now
+                raise BrokerError(
+                    f"TLS connection to Redis at {redact(url)} refused: {refused} (check the "
+                    "host name and the CA: rediss://HOST:PORT/0?ssl_ca_certs=/path/to/ca.pem)"
+                ) from exc
             if should_stop() or (deadline is not None and time.monotonic() >= deadline):
                 raise BrokerError(
                     f"cannot reach Redis at {redact(url)} ({exc}); is the server running "
@@ -117,6 +124,18 @@ def wait_for(
             )
             time.sleep(delay)
             delay = min(delay * 2, max_backoff)
+
+
+def _tls_refusal(exc: BaseException) -> str | None:
+    """The reason a TLS handshake failed on certificate checks, if that is what ``exc`` is."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return f"certificate verify failed: {seen.verify_message or seen}"
+        if isinstance(seen, ssl.SSLError) and not isinstance(seen, ssl.SSLZeroReturnError):
+            return str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def eviction_policy(client: redis.Redis, url: str) -> str:
