@@ -11,6 +11,7 @@ import rdispy
 from rdispy.server import EmbeddedServer, free_port
 from rdispy.worker.node import live_nodes
 from tests.conftest import HEARTBEAT
+from tests.faults.figures import execution_spread, report
 from tests.faults.ledger import executions, record, wait_rows
 
 pytestmark = pytest.mark.integration
@@ -42,11 +43,22 @@ def test_jobs_survive_a_server_that_restarts_empty(
     with rdispy.Executor(server.url, cluster=cluster) as ex:
         futures = [ex.submit(record, str(ledger), f"j{i}", 0.3) for i in range(20)]
         wait_rows(ledger, 3)
+        t_fault = time.monotonic()
         fresh = restart(down_for)
+        t_back = time.monotonic()
         results = [f.result(60) for f in futures]
+        t_done = time.monotonic()
         assert results == [f"j{i}" for i in range(20)]  # each exactly once, in its own future
         counts = executions(ledger)
         assert set(counts) == {f"j{i}" for i in range(20)}
+        assert max(counts.values()) <= 2
+        report(
+            f"11 Redis restarts empty (down {down_for:g} s)",
+            outage_s=t_back - t_fault,
+            recovery_s=t_done - t_back,
+            executions=execution_spread(counts),
+            jobs_lost=0,
+        )
         assert ex.submit(pow, 2, 4).result(30) == 16
     assert node.proc.poll() is None  # the worker rode it out
     import redis
