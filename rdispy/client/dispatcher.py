@@ -267,7 +267,11 @@ class Dispatcher:
         while self._outbox and len(batch) < 1000:
             batch.append(self._outbox.popleft())
         if self._uncertain:
-            batch = self._not_yet_sent(batch)
+            try:
+                batch = self._not_yet_sent(batch)
+            except (redis.ConnectionError, redis.TimeoutError):
+                self._outbox.extendleft(reversed(batch))
+                raise
         commands: list[tuple[Any, ...]] = []
         for target, item in batch:
             if isinstance(target, str):  # a function blob, sent before the jobs that name it
@@ -307,7 +311,6 @@ class Dispatcher:
             for t, _ in batch
             if isinstance(t, RemoteFuture) and t.job_id in self._uncertain
         }
-        self._uncertain.clear()
         if not uncertain:
             return batch
         found: dict[str, bytes] = {}
@@ -324,6 +327,7 @@ class Dispatcher:
                 found.setdefault(job_id, b"")  # it ran, was retried or moved on: it arrived
         for job_id, eid in found.items():
             uncertain[job_id].entry_id = eid or None
+        self._uncertain.difference_update(uncertain)
         if found:
             log.info("%d jobs reached Redis although their send failed; not sent again", len(found))
         return [

@@ -91,8 +91,9 @@ class Supervisor:
         self._registered = False
         self._fenced_seen = 0  # dropped results already accounted for
         self._kills: dict[int, _Kill] = {}  # slot -> why its consumer is being stopped
-        # crashed consumers whose entries wait out a retry pause: (due, consumer, running, why)
-        self._deferred: list[tuple[float, str, bytes, str]] = []
+        # dead consumers whose entries wait out a retry pause, or for Redis to be reachable:
+        # (due, consumer, running, why, cause, final)
+        self._deferred: list[tuple[float, str, bytes, str, str, bool]] = []
         self._control_last: bytes | None = None  # last control message seen
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in config.name)
         self.workdir = config.workdir or Path(tempfile.gettempdir()) / f"rdispy-node-{safe}"
@@ -232,7 +233,7 @@ class Supervisor:
             elif current is not None and not self.stopping:
                 # a job that killed its consumer is retried after a growing pause, not at once
                 when = time.monotonic() + self._retry_delay(current.job_id)
-                self._deferred.append((when, child.name, running, why))
+                self._deferred.append((when, child.name, running, why, "crash", False))
             else:
                 self._settle(child.name, running, why)
             if respawn and not self.stopping:
@@ -246,9 +247,9 @@ class Supervisor:
         except redis.RedisError as exc:
             # its entries stay pending under its name: try again a heartbeat later
             log.error("node %s: could not settle jobs of %s: %s", self.config.name, consumer, exc)
-            retry = (time.monotonic() + self.config.heartbeat, consumer, running, why)
-            if cause == "crash" and not final:
-                self._deferred.append(retry)
+            self._deferred.append(
+                (time.monotonic() + self.config.heartbeat, consumer, running, why, cause, final)
+            )
 
     def _retry_delay(self, job_id: str) -> float:
         """Pause before a crashed job may run again: RETRY_BACKOFF doubled per lost attempt."""
@@ -262,8 +263,8 @@ class Supervisor:
         now = time.monotonic()
         due = [d for d in self._deferred if everything or d[0] <= now]
         self._deferred = [d for d in self._deferred if d not in due]
-        for _, consumer, running, why in due:
-            self._settle(consumer, running, why)
+        for _, consumer, running, why, cause, final in due:
+            self._settle(consumer, running, why, cause, final)
 
     def _schedule_respawn(self, slot: int, quick: bool) -> None:
         failures = self._quick_failures.get(slot, 0) + 1 if quick else 0
