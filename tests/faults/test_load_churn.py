@@ -60,7 +60,9 @@ def test_ten_thousand_jobs_with_nodes_joining_leaving_and_dying(
             if time.monotonic() < next_churn:
                 continue
             next_churn = time.monotonic() + 2.0
-            action = rng.choice(["add", "term", "kill"]) if len(live) > 2 else "add"
+            # only nodes that have registered are stopped (one still starting holds nothing)
+            ready = [n for n in live if probe.exists(keys.node(n.name))]
+            action = rng.choice(["add", "term", "kill"]) if len(ready) > 2 else "add"
             schedule.append(action)
             if action == "add":
                 live.append(
@@ -68,7 +70,8 @@ def test_ten_thousand_jobs_with_nodes_joining_leaving_and_dying(
                 )
                 added += 1
                 continue
-            node = live.pop(rng.randrange(len(live)))
+            node = ready[rng.randrange(len(ready))]
+            live.remove(node)
             if action == "kill":
                 node.proc.kill()  # the supervisor; its consumers die with it (parent-death signal)
                 node.proc.wait()
