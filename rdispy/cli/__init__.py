@@ -92,12 +92,13 @@ def main(verbose: int, quiet: bool) -> None:
 
 
 def _register() -> None:
-    from rdispy.cli import scheduler, server, submit, worker
+    from rdispy.cli import relay, scheduler, server, submit, worker
 
     main.add_command(worker.worker)
     main.add_command(server.server)
     main.add_command(scheduler.scheduler)
     main.add_command(submit.submit)
+    main.add_command(relay.relay)
 
 
 _register()

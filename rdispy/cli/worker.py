@@ -49,6 +49,12 @@ from rdispy.keys import Keys
     default=None,
     help="Folder for the dependency cache and job folders (default: one in the temp folder).",
 )
+@click.option(
+    "--discover",
+    is_flag=True,
+    help="Without --redis: find a `rdispy relay` on this host's networks (UDP broadcast on port "
+    "51350) and connect through it.",
+)
 @click.option("--owner-pid", type=int, default=None, hidden=True)
 @click.option("--stop-server-with-owner", is_flag=True, hidden=True)
 def worker(
@@ -62,6 +68,7 @@ def worker(
     connect_timeout: float | None,
     max_result: int | None,
     workdir: Path | None,
+    discover: bool,
     owner_pid: int | None,
     stop_server_with_owner: bool,
 ) -> None:
@@ -69,6 +76,10 @@ def worker(
     from rdispy import defaults
     from rdispy.worker.supervisor import Supervisor, SupervisorConfig
 
+    if not redis_url and discover:
+        from rdispy.relay.discovery import discover as find_relay
+
+        redis_url = find_relay(cluster, secret, connect_timeout)
     redis_url = require_redis_url(redis_url)
     if name is not None and (not name or any(c in name for c in ":/{}*?[] \t\n")):
         raise ConfigError(

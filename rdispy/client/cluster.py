@@ -186,7 +186,9 @@ class JobCluster:
         """The embedded default's node registers within a moment; wait for it, so that
         ``nodes()`` and ``submit_node`` see it as a dispy program expects."""
         deadline = time.monotonic() + timeout
-        while not live_nodes(self._dispatcher.client, self._dispatcher.keys):
+        while not live_nodes(
+            self._dispatcher.client, self._dispatcher.keys, self._dispatcher.signer
+        ):
             if time.monotonic() > deadline:
                 raise NoNodesError(f"the local node did not register within {timeout:g}s")
             time.sleep(0.01)
@@ -324,7 +326,9 @@ class JobCluster:
         taken, loads = self._loads
         if time.monotonic() - taken < 0.25:
             return loads
-        records = live_nodes(self._dispatcher.client, self._dispatcher.keys)
+        records = live_nodes(
+            self._dispatcher.client, self._dispatcher.keys, self._dispatcher.signer
+        )
         pipe = self._dispatcher.client.pipeline(transaction=False)
         for rec in records:
             pipe.xlen(self._dispatcher.keys.node_jobs(rec["name"]))
@@ -598,7 +602,9 @@ class JobCluster:
                 jobs_done=int(rec.get("done", 0)),
                 platform=rec.get("platform", ""),
             )
-            for rec in live_nodes(self._dispatcher.client, self._dispatcher.keys)
+            for rec in live_nodes(
+                self._dispatcher.client, self._dispatcher.keys, self._dispatcher.signer
+            )
         ]
 
     def stats(self) -> dict[str, Any]:

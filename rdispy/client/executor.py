@@ -208,7 +208,9 @@ class Executor(_StdExecutor):
             return self._local.cpus
         checked, cores = self._cores_cache
         if time.monotonic() - checked > 5.0:
-            nodes = live_nodes(self._dispatcher.client, self._dispatcher.keys)
+            nodes = live_nodes(
+                self._dispatcher.client, self._dispatcher.keys, self._dispatcher.signer
+            )
             cores = sum(int(n.get("cpus", 0)) for n in nodes) or 1
             self._cores_cache = (time.monotonic(), cores)
         return cores

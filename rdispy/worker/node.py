@@ -1,7 +1,14 @@
-"""The node record a supervisor registers and refreshes with each heartbeat."""
+"""The node record a supervisor registers and refreshes with each heartbeat.
+
+With a shared secret the record is signed (HMAC over every field but ``sig`` and ``relay``, with
+the record's key as the stream name), and readers that hold the secret ignore records without a
+valid signature: a registration forged straight into Redis never receives work.  ``relay`` is
+added by ``rdispy relay`` to the records it forwards, for display only.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import socket
@@ -14,8 +21,14 @@ from typing import Any
 import cloudpickle
 import redis
 
-from rdispy import __version__, defaults
+from rdispy import __version__, defaults, wire
+from rdispy.errors import SignatureError
 from rdispy.keys import Keys
+
+log = logging.getLogger(__name__)
+
+#: Field of a node record that its signature does not cover (added by `rdispy relay`).
+RELAY_FIELD = b"relay"
 
 
 def address_seen_by(client: redis.Redis) -> str:
@@ -57,7 +70,13 @@ class NodeRecord:
 
 
 def heartbeat(
-    client: redis.Redis, keys: Keys, record: NodeRecord, busy: int, done: int, ttl: float
+    client: redis.Redis,
+    keys: Keys,
+    record: NodeRecord,
+    busy: int,
+    done: int,
+    ttl: float,
+    signer: wire.Signer | None = None,
 ) -> bool:
     """Write the whole node record and its expiry in one round trip (it may have expired, or
     the server may have restarted empty, so every beat is a full registration).
@@ -73,6 +92,9 @@ def heartbeat(
         "busy": str(busy),
         "done": str(done),
     }
+    if signer is not None and signer.enabled:
+        encoded = {str(k).encode(): str(v).encode() for k, v in fields.items()}
+        fields = dict(signer.sign(key, encoded))
     pipe = client.pipeline(transaction=True)
     pipe.hget(key, "incarnation")
     pipe.hset(key, mapping=fields)
@@ -93,14 +115,34 @@ def deregister(client: redis.Redis, keys: Keys, record: NodeRecord) -> None:
     pipe.execute()
 
 
-def live_nodes(client: redis.Redis, keys: Keys) -> list[dict[str, str]]:
-    """Records of nodes whose heartbeat has not expired."""
+def live_nodes(
+    client: redis.Redis, keys: Keys, signer: wire.Signer | None = None
+) -> list[dict[str, str]]:
+    """Records of nodes whose heartbeat has not expired (with an enabled ``signer``: only those
+    validly signed)."""
     names: list[bytes] = client.zrange(keys.nodes, 0, -1)  # type: ignore[assignment]
     pipe = client.pipeline(transaction=False)
     for name in names:
         pipe.hgetall(keys.node(name.decode()))
     records = []
-    for raw in pipe.execute():
-        if raw:
+    for name, raw in zip(names, pipe.execute(), strict=True):
+        if raw and (signer is None or signed(signer, keys.node(name.decode()), raw)):
             records.append({k.decode(): v.decode() for k, v in raw.items()})
     return records
+
+
+_refused: set[tuple[str, bytes]] = set()  # (key, sig) already logged
+
+
+def signed(signer: wire.Signer, key: str, raw: dict[bytes, bytes]) -> bool:
+    """Whether a node record carries a valid signature of the shared secret."""
+    fields = {k: v for k, v in raw.items() if k != RELAY_FIELD}
+    try:
+        signer.verify(key, fields)
+    except SignatureError as exc:
+        mark = (key, raw.get(b"sig", b""))
+        if mark not in _refused:
+            _refused.add(mark)
+            log.warning("ignoring node record %s: %s", key, exc)
+        return False
+    return bool(raw.get(b"name")) and key.endswith(":" + raw[b"name"].decode(errors="replace"))

@@ -341,6 +341,7 @@ class Supervisor:
                 self.slots.weight_total(),
                 self.slots.done(),
                 self.config.heartbeat * defaults.HEARTBEATS_MISSED,
+                self.signer,
             )
         except redis.RedisError as exc:
             log.warning("node %s: heartbeat failed: %s", self.config.name, exc)
@@ -392,7 +393,10 @@ class Supervisor:
 
     def _settle_lost_nodes(self) -> None:
         try:
-            live = {n["name"]: n.get("incarnation", "") for n in live_nodes(self.client, self.keys)}
+            live = {
+                n["name"]: n.get("incarnation", "")
+                for n in live_nodes(self.client, self.keys, self.signer)
+            }
             grace = self.config.heartbeat * defaults.HEARTBEATS_MISSED
             self.recoverer.settle_lost_nodes(live, grace)
         except redis.RedisError as exc:

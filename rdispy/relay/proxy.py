@@ -1,0 +1,187 @@
+"""The relay's TCP proxy: one upstream Redis connection per node connection, so blocking reads
+work as they would directly.  Commands are parsed (hiredis) and checked by ``Policy`` before
+they go up; replies come back as the server's own bytes, in order, with the relay's own error
+replies slotted in where it refused a command."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+import hiredis
+
+from rdispy import connection
+from rdispy.relay import resp
+from rdispy.relay.policy import Policy, Refused
+
+log = logging.getLogger(__name__)
+
+#: Bytes read from a socket at once.
+CHUNK = 256 * 1024
+_EXECABORT = resp.error_reply(
+    "EXECABORT Transaction discarded because the relay refused one of its commands"
+)
+
+Opener = Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
+
+
+@dataclass
+class _Slot:
+    """One reply owed to the node, in order: the server's, the relay's, or the server's
+    replaced (a refused transaction's DISCARD) or rewritten (CLIENT INFO)."""
+
+    local: bytes | None = None
+    replace: bytes | None = None
+    client_info: bool = False
+
+
+def upstream_opener(url: str) -> Opener:
+    """A coroutine factory opening an authenticated connection to the Redis at ``url``."""
+    parts = urlsplit(url)
+    auth: list[bytes] = []
+    if parts.password:
+        user = unquote(parts.username) if parts.username else None
+        auth = [b"AUTH", *([user.encode()] if user else []), unquote(parts.password).encode()]
+    db = parts.path.strip("/") if parts.scheme != "unix" else ""
+
+    async def open_() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if parts.scheme == "unix":
+            reader, writer = await asyncio.open_unix_connection(parts.path, limit=CHUNK)
+        else:
+            tls = ssl.create_default_context() if parts.scheme == "rediss" else None
+            reader, writer = await asyncio.open_connection(
+                parts.hostname, parts.port or 6379, ssl=tls, limit=CHUNK
+            )
+        hello = [auth] if auth else []
+        if db and db != "0":
+            hello.append([b"SELECT", db.encode()])
+        for command in hello:
+            writer.write(resp.encode_command(command))
+            line = await reader.readline()
+            if not line.startswith(b"+"):
+                writer.close()
+                raise ConnectionError(
+                    f"Redis at {connection.redact(url)} refused the relay: {line.decode().strip()}"
+                )
+        return reader, writer
+
+    return open_
+
+
+class Session:
+    """One node connection and its upstream connection."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        down: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+        up: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+    ) -> None:
+        self.policy = policy
+        self.down_reader, self.down_writer = down
+        self.up_reader, self.up_writer = up
+        peer = self.down_writer.get_extra_info("peername") or ("?", 0)
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self.slots: asyncio.Queue[_Slot | None] = asyncio.Queue()
+        self.in_multi = False
+        self.aborted = False
+        self.refused = 0
+
+    async def run(self) -> None:
+        tasks = [asyncio.ensure_future(self._requests()), asyncio.ensure_future(self._replies())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(BaseException):
+                    await task
+            self.close()
+
+    def close(self) -> None:
+        for writer in (self.down_writer, self.up_writer):
+            writer.close()
+
+    async def _requests(self) -> None:
+        reader = hiredis.Reader()
+        while True:
+            data = await self.down_reader.read(CHUNK)
+            if not data:
+                return
+            reader.feed(data)
+            out: list[bytes] = []
+            while (command := reader.gets()) is not False:
+                if not isinstance(command, list) or not all(isinstance(a, bytes) for a in command):
+                    log.warning("relay: closing %s: not a RESP command", self.peer)
+                    return
+                out += self._handle(command)
+            if out:
+                self.up_writer.write(b"".join(out))
+                await self.up_writer.drain()
+
+    def _handle(self, command: list[bytes]) -> list[bytes]:
+        """Queue the reply slot of one command; the bytes to send upstream for it."""
+        name = command[0].upper() if command else b""
+        if name == b"EXEC" and self.in_multi and self.aborted:
+            self.in_multi = self.aborted = False
+            self.slots.put_nowait(_Slot(replace=_EXECABORT))
+            return [resp.encode_command([b"DISCARD"])]
+        try:
+            forward = self.policy.check(command)
+        except Refused as exc:
+            self.refused += 1
+            what = name.decode(errors="replace")[:40]
+            log.warning("relay: refused %s from %s: %s", what, self.peer, exc)
+            if self.in_multi:
+                self.aborted = True
+            self.slots.put_nowait(_Slot(local=resp.error_reply(f"ERR rdispy relay: {exc}")))
+            return []
+        if name == b"MULTI":
+            self.in_multi, self.aborted = True, False
+        elif name in (b"EXEC", b"DISCARD"):
+            self.in_multi = self.aborted = False
+        self.slots.put_nowait(_Slot(client_info=forward.client_info))
+        return [resp.encode_command(forward.command)]
+
+    async def _replies(self) -> None:
+        buf = bytearray()
+        scanner = resp.ReplyScanner()
+        while True:
+            slot = await self.slots.get()
+            if slot is None:
+                return
+            if slot.local is not None:
+                self.down_writer.write(slot.local)
+            else:
+                while (end := scanner.scan(buf)) is None:
+                    data = await self.up_reader.read(CHUNK)
+                    if not data:
+                        return
+                    buf += data
+                reply = bytes(buf[:end])
+                del buf[:end]
+                if slot.replace is not None:
+                    reply = slot.replace
+                elif slot.client_info:
+                    reply = self._rewrite_client_info(reply)
+                self.down_writer.write(reply)
+            if self.slots.empty():
+                await self.down_writer.drain()
+
+    def _rewrite_client_info(self, reply: bytes) -> bytes:
+        """CLIENT INFO as the node would see it directly: ``addr=`` is the node's address (the
+        worker registers it as its IP), not the relay's."""
+        kind = reply[:1]
+        if kind not in (b"$", b"="):
+            return reply
+        body = reply[reply.index(b"\r\n") + 2 : -2]
+        fields = [
+            b"addr=" + self.peer.encode() if f.startswith(b"addr=") else f for f in body.split(b" ")
+        ]
+        return resp.bulk_reply(b" ".join(fields), kind)
