@@ -130,7 +130,7 @@ class Relay:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self.config.sessions.add(task)
+        self.sessions[task] = None
         try:
             try:
                 up = await self.open_upstream()
@@ -140,6 +140,7 @@ class Relay:
                 )
                 writer.close()
                 return
-            await Session(self.policy, (reader, writer), up).run()
+            session = self.sessions[task] = Session(self.policy, (reader, writer), up)
+            await session.run()
         finally:
-            self.config.sessions.discard(task)
+            del self.sessions[task]
