@@ -74,22 +74,25 @@ def parse_answer(data: bytes, cluster: str, nonce: str, secret: str | None) -> s
 
 
 def broadcast_addresses() -> list[str]:
-    """The broadcast address of every interface that is up (Linux), then 255.255.255.255."""
+    """The broadcast address of every IPv4 interface that is up (Linux; from its address and
+    netmask when none is set), then 255.255.255.255."""
     found: list[str] = []
     if sys.platform.startswith("linux"):
         import fcntl
 
-        siocgifflags, siocgifbrdaddr, iff_up, iff_broadcast = 0x8913, 0x8919, 0x1, 0x2
+        flags_ioctl, addr_ioctl, mask_ioctl, iff_up, iff_loopback = 0x8913, 0x8915, 0x891B, 1, 8
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             for _, name in socket.if_nameindex():
                 req = struct.pack("256s", name.encode()[:15])
                 try:
-                    flags = struct.unpack("H", fcntl.ioctl(sock, siocgifflags, req)[16:18])[0]
-                    if flags & iff_up and flags & iff_broadcast:
-                        addr = fcntl.ioctl(sock, siocgifbrdaddr, req)[20:24]
-                        found.append(socket.inet_ntoa(addr))
+                    flags = struct.unpack("H", fcntl.ioctl(sock, flags_ioctl, req)[16:18])[0]
+                    if not flags & iff_up or flags & iff_loopback:
+                        continue
+                    addr = struct.unpack("!I", fcntl.ioctl(sock, addr_ioctl, req)[20:24])[0]
+                    mask = struct.unpack("!I", fcntl.ioctl(sock, mask_ioctl, req)[20:24])[0]
                 except OSError:
                     continue  # no IPv4 address on it
+                found.append(socket.inet_ntoa(struct.pack("!I", addr | (~mask & 0xFFFFFFFF))))
     return [*dict.fromkeys(found), "255.255.255.255"]
 
 

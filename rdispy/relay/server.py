@@ -9,6 +9,7 @@ import logging
 import signal
 import socket
 from dataclasses import dataclass
+from typing import cast
 
 from rdispy import connection, wire
 from rdispy.keys import Keys
@@ -38,8 +39,7 @@ class _Responder(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, int]) -> None:
         parsed = discovery.parse_request(data)
