@@ -137,7 +137,9 @@ class Session:
         except Refused as exc:
             self.refused += 1
             what = name.decode(errors="replace")[:40]
-            log.warning("relay: refused %s from %s: %s", what, self.peer, exc)
+            # redis-py's optional handshake extras (CLIENT MAINT_NOTIFICATIONS) are routine
+            level = logging.DEBUG if name == b"CLIENT" else logging.WARNING
+            log.log(level, "relay: refused %s from %s: %s", what, self.peer, exc)
             if self.in_multi:
                 self.aborted = True
             self.slots.put_nowait(_Slot(local=resp.error_reply(f"ERR rdispy relay: {exc}")))

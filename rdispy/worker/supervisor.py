@@ -348,11 +348,12 @@ class Supervisor:
             return
         fenced = self.slots.fenced_total()  # results dropped since the last beat: jobs taken
         dropped, self._fenced_seen = fenced > self._fenced_seen, fenced
+        # A dropped result means a job of ours was taken over: we were declared dead, even if
+        # the beat that found our record gone came before our consumers tried to publish.
         if (
             self._registered
-            and not known
             and not self.stopping
-            and (dropped or self._jobs_taken_over())
+            and (dropped or (not known and self._jobs_taken_over()))
         ):
             self._reincarnate()
             return
