@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+import rdispy
 from tests.cluster.conftest import HEARTBEAT, TTL, WORKERS, Running
 from tests.helpers import executor
 
@@ -207,3 +208,28 @@ def test_deleted_worker_namespace_jobs_finish_elsewhere(
         assert len(done) == len(futures)
         check_lost_node(ledger, futures, 12, "worker2")
     assert "worker2" not in running.nodes()
+
+
+def test_relay_sigkill_abandons_non_reentrant_jobs_behind_it(
+    compose_cluster: Running, tmp_path: Path
+) -> None:
+    """dispy's reentrant=False: jobs of nodes lost with the relay end Abandoned, run once."""
+    running, ledger = compose_cluster, tmp_path / "ledger"
+    jc = rdispy.JobCluster(
+        ledger_job, reentrant=False, secret=running.secret, redis_url=running.url
+    )
+    try:
+        jobs = [jc.submit(str(ledger), i, JOB) for i in range(12)]
+        running.wait(lambda: _running_on(ledger, "worker3", 2), "worker3 running two jobs")
+        running.net.kill("relay")
+        for job in jobs:
+            job()
+        on_lost = {tag for tag, node in rows(ledger) if node == "worker3"}
+        abandoned = {i for i, job in enumerate(jobs) if job.status == rdispy.DispyJob.Abandoned}
+        finished = {i for i, job in enumerate(jobs) if job.status == rdispy.DispyJob.Finished}
+        assert abandoned and abandoned <= on_lost, (abandoned, on_lost)
+        assert finished | abandoned == set(range(12))
+        assert all(jobs[i].result == (i, jobs[i].result[1]) for i in finished)
+        assert set(executions(ledger).values()) == {1}, rows(ledger)
+    finally:
+        jc.close()
