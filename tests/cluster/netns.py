@@ -25,8 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 IP = shutil.which("ip") or "/usr/sbin/ip"
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose.yaml"
@@ -39,6 +37,10 @@ def available() -> str | None:
         return "network namespaces need Linux"
     if os.geteuid() != 0:
         return "network namespaces need root"
+    try:
+        import yaml  # noqa: F401
+    except ImportError:
+        return "PyYAML is not installed (pip install -e '.[test]')"
     if not os.path.exists(IP):
         return "iproute2 (/usr/sbin/ip) is not installed"
     probe = f"{PREFIX}probe{os.getpid()}"
@@ -78,6 +80,8 @@ class Service:
 
 def load_services(path: Path = COMPOSE, env: dict[str, str] | None = None) -> dict[str, Service]:
     """The services of a compose file, with variables interpolated from ``env``."""
+    import yaml  # the test extra's pyyaml; checked by available()
+
     env = dict(os.environ if env is None else env)
     spec: dict[str, Any] = yaml.safe_load(path.read_text())
     services = {}
