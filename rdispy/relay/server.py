@@ -15,7 +15,7 @@ from rdispy import connection, wire
 from rdispy.keys import Keys
 from rdispy.relay import discovery
 from rdispy.relay.policy import Policy
-from rdispy.relay.proxy import Session, upstream_opener
+from rdispy.relay.proxy import Session, keepalive, upstream_opener
 
 log = logging.getLogger(__name__)
 
@@ -131,10 +131,11 @@ class Relay:
         task = asyncio.current_task()
         assert task is not None
         self.sessions[task] = None
+        keepalive(writer)
         try:
             try:
                 up = await self.open_upstream()
-            except (OSError, ConnectionError) as exc:
+            except (OSError, ConnectionError, asyncio.TimeoutError) as exc:
                 log.warning(
                     "relay %s: Redis unreachable (%s); dropping a node", self.config.name, exc
                 )
