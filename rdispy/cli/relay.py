@@ -7,7 +7,13 @@ import sys
 
 import click
 
-from rdispy.cli import cluster_option, prefix_option, redis_option, secret_option
+from rdispy.cli import (
+    cluster_option,
+    prefix_option,
+    redis_option,
+    require_redis_url,
+    secret_option,
+)
 from rdispy.errors import ConfigError
 from rdispy.keys import Keys
 
@@ -61,8 +67,7 @@ def relay(
     from rdispy.relay.discovery import DISCOVERY_PORT
     from rdispy.relay.server import Relay, RelayConfig
 
-    if not redis_url:
-        raise ConfigError("no Redis URL: pass --redis URL or set $RDISPY_REDIS")
+    redis_url = require_redis_url(redis_url)
     host, port = _address(listen)
     if discovery_port is None:
         discovery_port = DISCOVERY_PORT

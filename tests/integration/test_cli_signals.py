@@ -31,7 +31,7 @@ def _has_children(count: int) -> Callable[[subprocess.Popen[str]], bool]:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-@pytest.mark.parametrize("command", ["worker", "scheduler", "server", "submit"])
+@pytest.mark.parametrize("command", ["worker", "scheduler", "server", "submit", "relay"])
 def test_long_running_commands_stop_cleanly(command, sig, redis_url, cluster, tmp_path: Path):
     marker = tmp_path / "started"
     script = tmp_path / "forever.sh"
@@ -50,6 +50,20 @@ def test_long_running_commands_stop_cleanly(command, sig, redis_url, cluster, tm
         ),
         "server": (["--port", str(free_port())], _has_children(1), 0),
         "submit": (["--cpus", "1", str(script)], lambda _: marker.exists(), 128 + sig),
+        "relay": (
+            [
+                "--redis",
+                redis_url,
+                "--cluster",
+                cluster,
+                "--listen",
+                f"127.0.0.1:{free_port()}",
+                "--discovery-port",
+                "0",
+            ],
+            lambda _: True,
+            0,
+        ),  # fmt: skip
     }[command]
     env = {k: v for k, v in os.environ.items() if k != "RDISPY_REDIS"}
     proc = subprocess.Popen(
@@ -66,6 +80,9 @@ def test_long_running_commands_stop_cleanly(command, sig, redis_url, cluster, tm
         if command == "scheduler":
             assert proc.stderr is not None
             assert "scheduler for cluster" in proc.stderr.readline()
+        if command == "relay":
+            assert proc.stderr is not None
+            assert "listening on" in proc.stderr.readline()
         if command == "server":
             assert proc.stdout is not None
             assert "listening on" in proc.stdout.readline()
