@@ -40,15 +40,23 @@ CLIENT = textwrap.dedent("""
 """)
 
 
-def start_client(url: str, cluster: str, tag: str, count: int) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
+def launch_client(url: str, cluster: str, tag: str, count: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
         [sys.executable, "-c", CLIENT, url, cluster, tag, str(count)],
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,
     )
+
+
+def submitted(proc: subprocess.Popen[str]) -> subprocess.Popen[str]:
+    """Wait until the client process has submitted all its jobs."""
     assert proc.stdout is not None and proc.stdout.readline().strip() == "submitted"
     return proc
+
+
+def start_client(url: str, cluster: str, tag: str, count: int) -> subprocess.Popen[str]:
+    return submitted(launch_client(url, cluster, tag, count))
 
 
 def finish(proc: subprocess.Popen[str]) -> dict:
@@ -91,9 +99,12 @@ def test_four_clients_share_nodes_fairly_and_each_gets_its_own_results(
     start_worker(redis_url, 1, "node-a")
     start_worker(redis_url, 1, "node-b")
     scheduler_process()
-    big = start_client(redis_url, cluster, "big", 120)  # 6 s of work on 2 cores
-    time.sleep(0.5)
-    small = [start_client(redis_url, cluster, f"small{i}", 8) for i in range(3)]
+    big = start_client(redis_url, cluster, "big", 240)  # 6 s of work on 2 cores
+    # the small clients start together, so a slow interpreter start on a loaded machine delays
+    # them once, not three times over
+    small = [
+        submitted(p) for p in [launch_client(redis_url, cluster, f"s{i}", 8) for i in range(3)]
+    ]
     reports = [finish(p) for p in small]
     big_report = finish(big)
     assert big_report["ok"] and all(r["ok"] for r in reports)
