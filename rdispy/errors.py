@@ -2,6 +2,7 @@
 
     RdispyError
      ├── ConfigError                  bad option or environment (e.g. no server binary)
+ │    └── NodeNameInUse           another live worker holds this node name
      ├── BrokerError                  Redis unreachable or refused a command
      ├── ProtocolError                an envelope could not be built or read
      │    ├── SerializationError      a function/argument/result cannot be pickled
@@ -13,6 +14,8 @@
      │    ├── ResultTooLarge          the job's result is over the size limit
      │    ├── WorkerCrashed           the consumer process died while running the job
      │    ├── JobTimeout              (also TimeoutError) the job ran past its timeout
+     │    ├── MemoryLimitExceeded     the job used more memory than its node's --memory-limit
+     │    ├── DependencyTransferError a dependency file could not be stored (disk full, ...)
      │    ├── JobTerminated           the job was cancelled while running and stopped
      │    ├── NodeLost                the node stopped heartbeating while running the job
      │    ├── JobAbandoned            the job may not be re-run and its attempt was lost
@@ -35,6 +38,10 @@ class RdispyError(Exception):
 
 class ConfigError(RdispyError):
     """An option, URL or environment value is wrong; the message says which and how to fix it."""
+
+
+class NodeNameInUse(ConfigError):
+    """A worker was started under a name another live worker holds (its lease is refreshed)."""
 
 
 class BrokerError(RdispyError):
@@ -101,6 +108,24 @@ class WorkerCrashed(JobError):
     def __init__(self, message: str, job_id: str | None = None, exit_status: str = "") -> None:
         super().__init__(message, job_id)
         self.exit_status = exit_status
+
+
+class MemoryLimitExceeded(JobError):
+    """The job used more memory than the node allows each consumer (``--memory-limit``); it was
+    stopped and its consumer replaced.  Not retried: it would fail the same way."""
+
+
+class DependencyTransferError(JobError):
+    """A dependency file could not be stored on the node (disk full, quota, I/O error): the job
+    fails, the node's cache keeps only complete, hash-checked files.  ``errno`` names the cause."""
+
+    def __init__(self, message: str, job_id: str | None = None, errno: int | None = None) -> None:
+        super().__init__(message, job_id)
+        self.message = message
+        self.errno = errno
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.message, self.job_id, self.errno))
 
 
 class JobTerminated(JobError):

@@ -17,7 +17,8 @@ key                            type     holds                                   
 ``client:<client>``            hash     a client's pid, host, last seen             RESULT_TTL
 ``blob:<sha256>``              string   pickled function or file                    BLOB_TTL
 ``node:<name>``                hash     node record, refreshed by heartbeat         3 heartbeats
-``nodes``                      zset     node name -> last heartbeat time            pruned
+``nodes``                      zset     node name -> last heartbeat (server TIME)   pruned
+``lease:<name>``               string   the live worker holding a node name         heartbeat TTL
 ``deadletters``                stream   refused entries and the reason              MAXLEN ~1000
 ``control``                    stream   signed control messages (cancel)            MAXLEN ~1000
 ``counters``                   hash     cluster-wide counters (deadletters, ...)    a few fields
@@ -89,6 +90,10 @@ class Keys:
     def node(self, name: str) -> str:
         """Node record; expires when heartbeats stop."""
         return f"{self.base}:node:{name}"
+
+    def lease(self, name: str) -> str:
+        """Which live worker holds a node name (SET NX with a TTL its heartbeat refreshes)."""
+        return f"{self.base}:lease:{name}"
 
     @property
     def dead_letters(self) -> str:

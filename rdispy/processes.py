@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 IS_LINUX = sys.platform.startswith("linux")
 _PR_SET_PDEATHSIG = 1
 
+#: Exit status of a consumer whose job ran out of its memory limit (MemoryError under the rlimit).
+EXIT_MEMORY = 86
+
 
 def set_parent_death_signal(sig: int = signal.SIGKILL) -> None:
     """Ask the kernel to send ``sig`` to this process when its parent thread dies (Linux only)."""
@@ -119,3 +122,54 @@ def reset_child_signals() -> None:
         signal.set_wakeup_fd(-1)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
+
+
+def limit_memory(limit: int) -> bool:
+    """Cap this process's data (heap and private writable mappings: RLIMIT_DATA, which Linux
+    enforces on mmap since 4.7) so that an allocation past ``limit`` bytes fails with MemoryError
+    instead of waking the kernel's OOM killer.  Children the job starts inherit the cap (each its
+    own).  Linux only (macOS does not enforce it); returns whether the cap is in force."""
+    if not IS_LINUX:
+        return False
+    import resource
+
+    try:
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+    except (ValueError, OSError) as exc:
+        log.warning("cannot cap memory at %d bytes: %s", limit, exc)
+        return False
+    return True
+
+
+def prefer_oom_kill(score: int = 500) -> None:
+    """Make the kernel's OOM killer pick this process (a consumer running user code) before its
+    supervisor, should the machine run out of memory anyway (Linux only; raising is allowed)."""
+    if IS_LINUX:
+        with contextlib.suppress(OSError):
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write(str(score))
+
+
+def group_rss() -> dict[int, int]:
+    """Resident memory (bytes) per process group, summed over its processes, from /proc (Linux
+    only; empty elsewhere).  A consumer leads its own group, so this covers its job and every
+    process the job started."""
+    totals: dict[int, int] = {}
+    if not IS_LINUX:
+        return totals
+    page = os.sysconf("SC_PAGE_SIZE")
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        try:
+            pgrp, rss = int(fields[2]), int(fields[21])
+        except (IndexError, ValueError):
+            continue
+        totals[pgrp] = totals.get(pgrp, 0) + rss * page
+    return totals

@@ -122,6 +122,24 @@ return 1
 """
 
 
+# KEYS[1] a node name's lease; ARGV[1] our holder value (incarnation host pid), ARGV[2] the value
+# we held before (after a reincarnation) or '', ARGV[3] ttl in ms (0 releases it).
+# Takes, refreshes or releases the lease only if it is free or ours: two live workers can never
+# hold one node name.  Returns {1} when we hold it (or released it), {0, holder} otherwise.
+LEASE = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] and (ARGV[2] == '' or holder ~= ARGV[2]) then
+  return {0, holder}
+end
+if ARGV[3] == '0' then
+  if holder then redis.call('DEL', KEYS[1]) end
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+end
+return {1}
+"""
+
+
 class Scripts:
     """The scripts registered on one client (EVALSHA, loaded on first use)."""
 
@@ -132,3 +150,4 @@ class Scripts:
         self.recover: Script = client.register_script(RECOVER)
         self.move: Script = client.register_script(MOVE)
         self.provisional: Script = client.register_script(PROVISIONAL)
+        self.lease: Script = client.register_script(LEASE)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import sys
 from pathlib import Path
@@ -12,6 +13,32 @@ import click
 from rdispy.cli import cluster_option, prefix_option, redis_option, require_redis_url, secret_option
 from rdispy.errors import ConfigError
 from rdispy.keys import Keys
+
+_SIZE = re.compile(r"\s*(\d+(?:\.\d*)?)\s*([kmgt]?)(?:i?b)?\s*", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """Bytes in a size such as ``512MB``, ``1G``, ``1.5GiB`` or ``1000000``.  K, M, G and T are
+    powers of 1024 with or without a trailing ``B``/``iB`` (as ``ulimit`` and Docker read them)."""
+    match = _SIZE.fullmatch(text)
+    if not match or float(match[1]) * _UNITS[match[2].lower()] < 1:
+        raise ValueError(f"not a size: {text!r} (try 256MB, 1G or a number of bytes)")
+    return int(float(match[1]) * _UNITS[match[2].lower()])
+
+
+class Size(click.ParamType):  # type: ignore[type-arg]
+    name = "SIZE"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 @click.command(short_help="Run a node: one consumer process per core.")
@@ -55,6 +82,14 @@ from rdispy.keys import Keys
     help="Without --redis: find a `rdispy relay` on this host's networks (UDP broadcast on port "
     "51350) and connect through it.",
 )
+@click.option(
+    "--memory-limit",
+    type=Size(),
+    default=None,
+    help="Memory each consumer's job may use, e.g. 256MB or 1G (its data segment, and the "
+    "resident memory of the job with every process it starts); a job over it fails with "
+    "MemoryLimitExceeded and its consumer is replaced.  Default: no limit.",
+)
 @click.option("--owner-pid", type=int, default=None, hidden=True)
 @click.option("--stop-server-with-owner", is_flag=True, hidden=True)
 def worker(
@@ -69,6 +104,7 @@ def worker(
     max_result: int | None,
     workdir: Path | None,
     discover: bool,
+    memory_limit: int | None,
     owner_pid: int | None,
     stop_server_with_owner: bool,
 ) -> None:
@@ -97,5 +133,6 @@ def worker(
         connect_timeout=connect_timeout,
         max_result=max_result or defaults.MAX_RESULT,
         workdir=workdir,
+        memory_limit=memory_limit,
     )
     sys.exit(Supervisor(config).run())

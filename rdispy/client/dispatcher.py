@@ -36,6 +36,7 @@ from rdispy.errors import (
     JobLost,
     JobTerminated,
     JobTimeout,
+    MemoryLimitExceeded,
     NodeLost,
     RdispyError,
     WorkerCrashed,
@@ -665,6 +666,10 @@ def lost_error(fields: dict[bytes, bytes], job_id: str) -> JobError:
         return JobTimeout(why, job_id)
     if cause == b"cancel":
         return JobTerminated(why, job_id)
+    if cause == b"memory":
+        return MemoryLimitExceeded(
+            f"{why}; give it less data or start the node with a larger --memory-limit", job_id
+        )
     message = f"{why}; no retries left (raise max_retries to re-run such jobs)"
     if cause == b"node":
         return NodeLost(message, job_id)

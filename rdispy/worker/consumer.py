@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import redis
 
@@ -66,6 +66,7 @@ class ConsumerConfig:
     owner_pid: int | None = None
     ip: str = "127.0.0.1"
     cpus: int = 1  # the node's cores: jobs that need several hold that many
+    memory_limit: int | None = None  # bytes per consumer (RLIMIT_DATA), None for no limit
     workdir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "rdispy-node")
 
 
@@ -335,7 +336,8 @@ class Consumer:
         client = fields[b"c"].decode()
         results_key = self.keys.results(client)
         timeout = float(fields.get(b"to", b"0") or 0)
-        self.slots.start(self.index, eid, fields[b"id"], time.time(), timeout)
+        # monotonic: the supervisor times the job on the same host, immune to clock steps
+        self.slots.start(self.index, eid, fields[b"id"], time.monotonic(), timeout)
         if fields.get(b"ev"):
             started = {
                 "k": "run",
@@ -355,6 +357,8 @@ class Consumer:
         )
         try:
             outcome = self._run(fields, job_id)
+        except MemoryError:
+            self._out_of_memory(job_id)  # leaves the slot set: the supervisor charges this entry
         finally:
             context.set_current(None)
             self.slots.finish(self.index)
@@ -375,7 +379,16 @@ class Consumer:
         )
         return entry, client, self.signer.sign(results_key, result)
 
+    def _out_of_memory(self, job_id: str) -> NoReturn:
+        """The job hit the memory limit: publish what the batch finished, then exit so that the
+        supervisor fails the job with MemoryLimitExceeded and starts a fresh consumer."""
+        log.error("consumer %s: job=%s ran out of its memory limit", self.name, job_id)
+        with contextlib.suppress(Exception):
+            self._flush()
+        os._exit(processes.EXIT_MEMORY)
+
     def _run(self, fields: dict[bytes, bytes], job_id: str) -> runner.Outcome:
+        limited = self.config.memory_limit is not None
         try:
             fn = self.functions.get(fields[b"fn"], job_id)
             payload = serialization.loads(fields[b"p"], "arguments", job_id)
@@ -384,13 +397,18 @@ class Consumer:
                 self._enter_session(session.decode(), fields, fn, job_id)
             if fields[b"k"] == b"chunk":
                 return runner.run(
-                    runner.call_chunk, (fn, payload), {}, job_id, self.config.max_result
-                )
+                    runner.call_chunk, (fn, payload), {}, job_id, self.config.max_result,
+                    memory_limited=limited,
+                )  # fmt: skip
             args, kwargs = payload
-            return runner.run(fn, args, kwargs, job_id, self.config.max_result)
+            return runner.run(
+                fn, args, kwargs, job_id, self.config.max_result, memory_limited=limited
+            )
         except _SetupFailed:
             raise
         except Exception as exc:  # the job could not even be set up: its own error result
+            if limited and isinstance(exc, MemoryError):
+                raise
             now = time.time()
             return runner.Outcome(
                 "exc", serialization.dump_exception(exc, job_id), "", "", now, now
@@ -551,6 +569,9 @@ def consumer_main(
         processes.reset_child_signals()
         os.setpgid(0, 0)
         processes.set_parent_death_signal(signal.SIGKILL)
+        processes.prefer_oom_kill()
+        if config.memory_limit is not None:
+            processes.limit_memory(config.memory_limit)
         Consumer(config, index, name, slots, closed).run()
     except BaseException:
         log.exception("consumer %s failed", name)

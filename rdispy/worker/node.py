@@ -82,9 +82,13 @@ def heartbeat(
     the server may have restarted empty, so every beat is a full registration).
 
     Returns whether the record still held this incarnation before the beat: False on the first
-    beat, and after the node was declared dead.
+    beat, and after the node was declared dead.  ``hb`` is this host's clock (for display only);
+    the ``nodes`` index is scored and pruned by the server's clock, so a node whose clock is
+    skewed never pushes others out of it (liveness itself is the record's TTL).
     """
     now = time.time()
+    seconds, micros = client.time()  # type: ignore[misc]
+    server_now = seconds + micros / 1e6
     key = keys.node(record.name)
     fields: dict[Any, Any] = {
         **record.static_fields(),
@@ -99,8 +103,8 @@ def heartbeat(
     pipe.hget(key, "incarnation")
     pipe.hset(key, mapping=fields)
     pipe.pexpire(key, int(ttl * 1000))
-    pipe.zadd(keys.nodes, {record.name: now})
-    pipe.zremrangebyscore(keys.nodes, 0, now - 10 * ttl)
+    pipe.zadd(keys.nodes, {record.name: server_now})
+    pipe.zremrangebyscore(keys.nodes, 0, server_now - 10 * ttl)
     previous = pipe.execute()[0]
     return previous is not None and previous.decode() == record.incarnation
 

@@ -65,11 +65,13 @@ class Recoverer:
         why: str,
         cause: str = "crash",
         final: bool = False,
+        node_back: bool = False,
     ) -> int:
         """Settle every pending entry of ``consumer``, in the shared stream and in its node's own
         stream; ``running`` is the entry it was running (None when unknown: then its oldest
         pending entry is charged).  Jobs placed on a node that was lost fail with NodeLost:
-        requeued into that node's stream they would wait for a node that is gone.
+        requeued into that node's stream they would wait for a node that is gone (unless
+        ``node_back``: the node restarted and settles its own predecessor's entries).
         Returns the entries settled."""
         name = ConsumerName.parse(consumer)
         streams = [self.keys.jobs] + ([self.keys.node_jobs(name.node)] if name else [])
@@ -86,7 +88,7 @@ class Recoverer:
             running = min((eid for _, eid in pending), key=_stream_order)
         for stream, eid in pending:
             charged = eid == running
-            pinned_to_lost_node = cause == "node" and stream != self.keys.jobs
+            pinned_to_lost_node = cause == "node" and not node_back and stream != self.keys.jobs
             self.settle_entry(
                 stream, eid, charged, why, cause, final=(final and charged) or pinned_to_lost_node
             )
@@ -171,6 +173,29 @@ class Recoverer:
             why = f"node {name.node} (incarnation {name.incarnation}) stopped heartbeating"
             settled += self.settle_consumer(consumer, None, why, cause="node")
         self._missing_since = {c: t for c, t in self._missing_since.items() if c in missing}
+        return settled
+
+    def settle_predecessors(self, node: str, incarnation: str) -> int:
+        """A worker that has just taken ``node``'s name lease settles every consumer an earlier
+        incarnation of that name left in the group (it crashed, or lost the lease for a whole
+        TTL): the entry each was running is charged an attempt, the rest go back uncharged.
+        Consumer names are never reused, so no consumer ever reads a dead one's backlog."""
+        consumers: set[str] = set()
+        for stream in (self.keys.jobs, self.keys.node_jobs(node)):
+            try:
+                infos: Any = self.client.xinfo_consumers(stream, CONSUMER_GROUP)
+            except redis.ResponseError:
+                continue
+            for info in infos:
+                raw = info["name"]
+                consumers.add(raw.decode() if isinstance(raw, bytes) else raw)
+        settled = 0
+        for consumer in sorted(consumers):
+            name = ConsumerName.parse(consumer)
+            if name is None or name.node != node or name.incarnation == incarnation:
+                continue
+            why = f"node {node} restarted; its incarnation {name.incarnation} was lost"
+            settled += self.settle_consumer(consumer, None, why, cause="node", node_back=True)
         return settled
 
     def still_owns(self, consumer: str, stream: str, eid: bytes) -> bool:

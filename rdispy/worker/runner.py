@@ -70,8 +70,10 @@ def run(
     job_id: str,
     max_result: int = defaults.MAX_RESULT,
     max_output: int = defaults.MAX_OUTPUT,
+    memory_limited: bool = False,
 ) -> Outcome:
-    """Call ``fn(*args, **kwargs)`` with its output captured; never raises for the job's errors."""
+    """Call ``fn(*args, **kwargs)`` with its output captured; never raises for the job's errors,
+    except MemoryError under a memory limit (the consumer must then be replaced)."""
     out, err = BoundedOutput(max_output), BoundedOutput(max_output)
     started = time.time()
     try:
@@ -86,6 +88,8 @@ def run(
             )
     except BaseException as exc:  # noqa: B036 - a job's SystemExit/KeyboardInterrupt is its result
         if isinstance(exc, KeyboardInterrupt | GeneratorExit):
+            raise
+        if memory_limited and isinstance(exc, MemoryError):
             raise
         kind, payload = "exc", serialization.dump_exception(exc, job_id)
     return Outcome(kind, payload, out.text(), err.text(), started, time.time())

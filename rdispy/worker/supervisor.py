@@ -12,6 +12,12 @@ remain, else failed with WorkerCrashed); entries it had only taken go back uncha
 node finds its record gone (a partition outlived its heartbeat TTL, or Redis restarted empty), it
 was declared dead and others may have taken its jobs: it kills its consumers and comes back as a
 new incarnation, whose consumers have new names, so late results of the old ones are fenced off.
+
+A node name is held by one live worker at a time: a lease (SET NX with the heartbeat TTL, holding
+the incarnation) that each beat refreshes.  A second worker started under a live name refuses to
+start; a worker restarted under the name of one that crashed takes the lease once it lapses and
+first settles what its predecessor left pending.  Liveness never compares clocks across hosts:
+it rests on Redis TTLs and, within a host, on the monotonic clock.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from typing import Any
 import redis
 
 from rdispy import connection, defaults, processes, wire
-from rdispy.errors import RdispyError
+from rdispy.errors import NodeNameInUse, RdispyError
 from rdispy.keys import Keys
 from rdispy.worker.consumer import ConsumerConfig, consumer_main, ensure_group
 from rdispy.worker.node import NodeRecord, address_seen_by, deregister, heartbeat, live_nodes
@@ -72,6 +78,7 @@ class SupervisorConfig:
     max_result: int = defaults.MAX_RESULT
     workdir: Path | None = None  # default: a folder per node name in the temp folder
     kill_grace: float = defaults.KILL_GRACE
+    memory_limit: int | None = None  # bytes per consumer (rlimit and process-group RSS)
 
 
 class Supervisor:
@@ -95,6 +102,8 @@ class Supervisor:
         # (due, consumer, running, why, cause, final)
         self._deferred: list[tuple[float, str, bytes, str, str, bool]] = []
         self._control_last: bytes | None = None  # last control message seen
+        self._lease_held = ""  # the value our name lease holds ("" before we took it)
+        self._name_taken_by: str | None = None  # another worker holds our name now
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in config.name)
         self.workdir = config.workdir or Path(tempfile.gettempdir()) / f"rdispy-node-{safe}"
 
@@ -119,6 +128,14 @@ class Supervisor:
         if self.stopping:
             return 0
         ensure_group(self.client, self.keys, self.config.name)
+        self._take_name()
+        if self.stopping:
+            return 0
+        settled = self.recoverer.settle_predecessors(self.config.name, self.record.incarnation)
+        if settled:
+            log.warning(
+                "node %s: settled %d entries left by a previous run", self.config.name, settled
+            )
         connection.eviction_policy(self.client, self.config.url)
         self.record.ip = address_seen_by(self.client)
         self._beat()
@@ -136,6 +153,8 @@ class Supervisor:
         while not self.stopping:
             if self._owner_gone():
                 return self._owner_died()
+            if self._name_taken_by is not None:
+                return self._name_lost()
             self._reap()
             self._respawn_due()
             self._enforce_limits()
@@ -153,10 +172,21 @@ class Supervisor:
     def _owner_died(self) -> int:
         log.warning("node %s: owner %s is gone; stopping", self.config.name, self.config.owner_pid)
         self._kill_all()
+        self._release_name()
         if self.config.stop_server_with_owner:
             with contextlib.suppress(redis.RedisError):
                 self.client.shutdown(nosave=True)
         return 0
+
+    def _name_lost(self) -> int:
+        log.error(
+            "node %s: another worker (%s) took over this node name while we were cut off from "
+            "Redis; stopping our consumers and exiting (their late results are dropped)",
+            self.config.name,
+            self._name_taken_by,
+        )
+        self._kill_all()
+        return 1
 
     def _kill_all(self) -> None:
         for child in self.children.values():
@@ -180,6 +210,7 @@ class Supervisor:
         self._settle_deferred(everything=True)
         with contextlib.suppress(redis.RedisError):
             deregister(self.client, self.keys, self.record)
+        self._release_name()
         log.info("node %s: drained and deregistered", self.config.name)
         return 0
 
@@ -198,6 +229,7 @@ class Supervisor:
             cpus=self.config.cpus,
             workdir=self.workdir,
             max_result=self.config.max_result,
+            memory_limit=self.config.memory_limit,
         )
         self.slots.clear(slot)
         pid = os.fork()
@@ -230,6 +262,12 @@ class Supervisor:
             why = f"consumer pid {child.pid} on node {self.config.name} {how}"
             if kill is not None:
                 self._settle(child.name, running, kill.why, kill.cause, True)
+            elif current is not None and self._out_of_memory(status):
+                why = (
+                    f"ran out of the memory limit of {self.config.memory_limit:,} bytes per "
+                    f"consumer on node {self.config.name} (consumer pid {child.pid} replaced)"
+                )
+                self._settle(child.name, running, why, "memory", True)
             elif current is not None and not self.stopping:
                 # a job that killed its consumer is retried after a growing pause, not at once
                 when = time.monotonic() + self._retry_delay(current.job_id)
@@ -238,6 +276,14 @@ class Supervisor:
                 self._settle(child.name, running, why)
             if respawn and not self.stopping:
                 self._schedule_respawn(slot, quick=time.monotonic() - child.started < 1.0)
+
+    def _out_of_memory(self, status: int) -> bool:
+        """Whether a consumer exited because its job hit the memory rlimit."""
+        return (
+            self.config.memory_limit is not None
+            and os.WIFEXITED(status)
+            and os.WEXITSTATUS(status) == processes.EXIT_MEMORY
+        )
 
     def _settle(
         self, consumer: str, running: bytes, why: str, cause: str = "crash", final: bool = False
@@ -282,8 +328,10 @@ class Supervisor:
     # -- limits and control ----------------------------------------------------------------
 
     def _enforce_limits(self) -> None:
-        """Stop jobs past their timeout or cancelled by their client; escalate to SIGKILL."""
-        now = time.time()
+        """Stop jobs past their timeout, over their memory limit or cancelled by their client;
+        escalate to SIGKILL.  Times are this host's monotonic clock (the consumer's too)."""
+        now = time.monotonic()
+        rss = processes.group_rss() if self.config.memory_limit is not None else {}
         for slot, child in self.children.items():
             current = self.slots.running(slot)
             if slot in self._kills:
@@ -291,6 +339,12 @@ class Supervisor:
                     processes.kill_group(child.pid, signal.SIGKILL)
             elif current and current.timeout and now - current.started > current.timeout:
                 self._stop_job(slot, "timeout", f"ran past its timeout of {current.timeout:g}s")
+            elif current and rss.get(child.pid, 0) > (self.config.memory_limit or 0):
+                why = (
+                    f"used {rss[child.pid]:,} bytes (with the processes it started), over the "
+                    f"memory limit of {self.config.memory_limit:,} bytes per consumer"
+                )
+                self._stop_job(slot, "memory", why, grace=0.0)
         try:
             self._read_control()
         except redis.RedisError as exc:
@@ -306,7 +360,7 @@ class Supervisor:
             try:
                 self.signer.verify(self.keys.control, fields)
             except RdispyError as exc:
-                log.error("node %s: ignoring control message: %s", self.config.name, exc)
+                self._refuse_control(eid, fields, str(exc))
                 continue
             if fields.get(b"op") == b"close":
                 session = fields.get(b"session", b"").decode()
@@ -319,20 +373,104 @@ class Supervisor:
                     if current and current.job_id == job_id and slot not in self._kills:
                         self._stop_job(slot, "cancel", "cancelled while running")
 
-    def _stop_job(self, slot: int, cause: str, why: str) -> None:
+    def _refuse_control(self, eid: bytes, fields: dict[bytes, bytes], reason: str) -> None:
+        """Log, count and dead-letter a control message without a valid signature.  It stays in
+        the (capped) control stream: every node reads it and refuses it on its own."""
+        log.error(
+            "node %s: ignoring control message %s: %s", self.config.name, eid.decode(), reason
+        )
+        pipe = self.client.pipeline(transaction=True)
+        pipe.xadd(
+            self.keys.dead_letters,
+            {
+                b"entry": eid,
+                b"stream": self.keys.control.encode(),
+                b"reason": reason.encode(),
+                b"node": self.config.name.encode(),
+                b"id": fields.get(b"id", b"")[:200],
+            },
+            maxlen=1000,
+            approximate=True,
+        )
+        pipe.hincrby(self.keys.counters, "control-refused", 1)
+        pipe.execute()
+
+    def _stop_job(self, slot: int, cause: str, why: str, grace: float | None = None) -> None:
         child = self.children[slot]
         current = self.slots.running(slot)
         job = current.job_id if current else "?"
         log.warning(
             "node %s: job=%s %s; stopping consumer pid %d", self.config.name, job, why, child.pid
         )
-        grace = time.time() + self.config.kill_grace
-        self._kills[slot] = _Kill(cause, f"{why} on node {self.config.name}", grace)
-        processes.kill_group(child.pid, signal.SIGTERM)
+        pause = self.config.kill_grace if grace is None else grace
+        self._kills[slot] = _Kill(
+            cause, f"{why} on node {self.config.name}", time.monotonic() + pause
+        )
+        processes.kill_group(child.pid, signal.SIGTERM if pause else signal.SIGKILL)
 
     # -- heartbeats ----------------------------------------------------------------------------
 
+    def _lease_value(self) -> str:
+        return f"{self.record.incarnation} {self.record.host} {os.getpid()}"
+
+    def _lease(self, previous: str = "", ttl: float | None = None) -> str | None:
+        """Take, refresh (``ttl`` None: the heartbeat TTL) or release (0) our name's lease;
+        None when we hold it, else who does."""
+        ttl = self.config.heartbeat * defaults.HEARTBEATS_MISSED if ttl is None else ttl
+        value = self._lease_value()
+        reply: Any = self.recoverer.scripts.lease(
+            keys=[self.keys.lease(self.config.name)], args=[value, previous, int(ttl * 1000)]
+        )
+        if int(reply[0]) == 1:
+            self._lease_held = value if ttl else ""
+            return None
+        holder = reply[1]
+        return holder.decode(errors="replace") if isinstance(holder, bytes) else str(holder)
+
+    def _take_name(self) -> None:
+        """Take our node name's lease.  If another worker holds it, wait until its lease lapses
+        (it crashed: we take over) or is refreshed (it is alive: NodeNameInUse)."""
+        key = self.keys.lease(self.config.name)
+        holder = self._lease()
+        if holder is None:
+            return
+        first, last_ttl = holder, int(self.client.pttl(key))  # type: ignore[arg-type]
+        log.warning(
+            "node %s: name held by %s; waiting up to %.1fs for its lease to lapse",
+            self.config.name,
+            holder,
+            last_ttl / 1000,
+        )
+        while not self.stopping:
+            self.waker.wait(self.config.heartbeat / 4)
+            holder = self._lease()
+            if holder is None:
+                log.info(
+                    "node %s: the previous holder's lease lapsed; taking over", self.config.name
+                )
+                return
+            ttl = int(self.client.pttl(key))  # type: ignore[arg-type]
+            if holder != first or ttl > last_ttl:  # refreshed (or taken by a third): it lives
+                raise NodeNameInUse(
+                    f"node name {self.config.name!r} is in use by a live worker ({holder}: "
+                    "incarnation, host, pid); stop it or pick another --name"
+                )
+            last_ttl = ttl
+
+    def _release_name(self) -> None:
+        if self._lease_held:
+            with contextlib.suppress(redis.RedisError):
+                self._lease(ttl=0)
+
     def _beat(self) -> None:
+        try:
+            holder = self._lease(self._lease_held)
+        except redis.RedisError as exc:
+            log.warning("node %s: lease refresh failed: %s", self.config.name, exc)
+            holder = None
+        if holder is not None:
+            self._name_taken_by = holder
+            return
         try:
             known = heartbeat(
                 self.client,
