@@ -3,6 +3,11 @@
 ``DispyJob`` keeps dispy's attributes and status constants, so code written for dispy reads it
 unchanged: ``job()`` waits and returns the result, ``job.status``, ``job.stdout``,
 ``job.exception`` (traceback text), ``job.ip_addr``, ``job.start_time`` and so on.
+
+``start_time`` and ``end_time`` are node-local: read from the wall clock of the node that ran
+the job (when it reports none, ``end_time`` is the client's), while ``submit_time`` is the
+client's.  Compare them across hosts only as far as their clocks agree; rdispy itself never
+does (liveness rests on Redis TTLs).
 """
 
 from __future__ import annotations

@@ -36,8 +36,8 @@ class RemoteFuture(Future[Any]):
         self.node: str | None = None
         self.ip_addr: str | None = None
         self.pid: int | None = None
-        self.start_time: float | None = None
-        self.end_time: float | None = None
+        self.start_time: float | None = None  # node-local wall clock (the running node's)
+        self.end_time: float | None = None  # node-local wall clock
         self.stdout: str = ""
         self.stderr: str = ""
         self._listeners: list[EventListener] = []
