@@ -122,6 +122,8 @@ class JobCluster:
                 reentrant,
             )
         except BaseException:
+            if getattr(self, "_dispatcher", None) is not None:  # its threads would outlive us
+                self._dispatcher.close()
             if self._local is not None:
                 self._local.close(drain=False)
             raise
