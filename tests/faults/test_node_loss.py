@@ -4,6 +4,7 @@ the client exactly once."""
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 
@@ -13,6 +14,7 @@ import pytest
 import rdispy
 from rdispy.worker.node import live_nodes
 from tests.conftest import HEARTBEAT
+from tests.faults.figures import pending_total
 from tests.faults.ledger import executions, record, rows, wait_rows
 
 pytestmark = pytest.mark.integration
@@ -52,7 +54,7 @@ def test_jobs_of_a_sigkilled_node_are_retried_or_fail_with_node_lost(
 
 
 def test_a_long_job_is_not_run_twice_while_its_node_is_alive(
-    redis_url, cluster, start_worker, tmp_path
+    redis_url, rclient, cluster, keys, start_worker, tmp_path
 ):
     ledger = tmp_path / "ledger"
     start_worker(redis_url, 1, "busy")
@@ -61,6 +63,7 @@ def test_a_long_job_is_not_run_twice_while_its_node_is_alive(
         long = ex.submit(record, str(ledger), "long", T_DEAD * 4)
         assert long.result(60) == "long"
     assert executions(ledger) == {"long": 1}
+    assert pending_total(rclient, keys, "busy", "idle") == 0
 
 
 def test_a_partitioned_node_is_fenced_and_comes_back_as_a_new_incarnation(
@@ -96,3 +99,65 @@ def test_a_partitioned_node_is_fenced_and_comes_back_as_a_new_incarnation(
         results = rclient.xlen(keys.results(ex.client_id))
         assert results == 0  # no late duplicate is waiting for the client
     assert [tag for tag, _ in rows(ledger)].count("job") == 2
+
+
+JOBS, SECONDS = 40, 0.5
+
+
+@pytest.mark.parametrize("reentrant", [True, False], ids=["reentrant", "not-reentrant"])
+def test_whole_node_crash_under_load(
+    redis_url, rclient, cluster, keys, start_worker, tmp_path, figures, reentrant
+):
+    """Test 4: two nodes share the queue; node A's supervisor and every consumer's process group
+    are SIGKILLed at once.  A's in-flight jobs finish on B exactly once (reentrant) or end as
+    NodeLost (not), A's record expires, everything else runs once."""
+    ledger = tmp_path / "ledger"
+    a = start_worker(redis_url, 2, "node-a")
+    start_worker(redis_url, 2, "node-b")
+    a_pids = {p.pid for p in a.consumers()}
+    tags = [f"j{i}" for i in range(JOBS)]
+    with rdispy.Executor(redis_url, cluster=cluster, max_retries=2 if reentrant else 0) as ex:
+        futures = {tag: ex.submit(record, str(ledger), tag, SECONDS) for tag in tags}
+        deadline = time.monotonic() + 30
+        while len({pid for _, pid in rows(ledger) if pid in a_pids}) < 2:
+            assert time.monotonic() < deadline, "node A never got busy"
+            time.sleep(0.01)
+        figures.fault()
+        os.kill(a.pid, signal.SIGKILL)
+        for pid in a_pids:
+            os.killpg(pid, signal.SIGKILL)  # each consumer leads its job's process group
+        a.proc.wait(5)
+        outcomes: dict[str, object] = {}
+        for tag, future in futures.items():
+            try:
+                outcomes[tag] = future.result(60)
+            except rdispy.NodeLost as exc:
+                outcomes[tag] = exc
+                figures.detected()
+        figures.recovered()
+        time.sleep(HEARTBEAT * 2)
+        duplicates = rclient.xlen(keys.results(ex.client_id))
+    runs = executions(ledger)
+    first_pid = {}
+    for tag, pid in rows(ledger):
+        first_pid.setdefault(tag, pid)
+    lost_on_a = [t for t in tags if runs[t] == 2 or isinstance(outcomes[t], rdispy.NodeLost)]
+    assert 1 <= len(lost_on_a) <= 2  # at most A's two running jobs
+    assert all(first_pid[t] in a_pids for t in lost_on_a)
+    for tag in tags:
+        if tag not in lost_on_a:
+            assert outcomes[tag] == tag and runs[tag] == 1
+        elif reentrant:
+            assert outcomes[tag] == tag and runs[tag] == 2
+        else:
+            assert runs[tag] == 1 and "node-a" in str(outcomes[tag])
+    assert duplicates == 0
+    wait_until_gone = time.monotonic() + T_DEAD * 4
+    while rclient.exists(keys.node("node-a")) and time.monotonic() < wait_until_gone:
+        time.sleep(HEARTBEAT / 5)
+    assert not rclient.exists(keys.node("node-a"))  # its record expired
+    assert {n["name"] for n in live_nodes(rclient, keys)} == {"node-b"}
+    assert pending_total(rclient, keys, "node-a", "node-b") == 0
+    figures.outcome(
+        runs, tags, len(outcomes), duplicates, fault=f"node SIGKILL, reentrant={reentrant}"
+    )
