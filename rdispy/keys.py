@@ -17,7 +17,7 @@ key                            type     holds                                   
 ``client:<client>``            hash     a client's pid, host, last seen             RESULT_TTL
 ``blob:<sha256>``              string   pickled function or file                    BLOB_TTL
 ``node:<name>``                hash     node record, refreshed by heartbeat         3 heartbeats
-``nodes``                      zset     node name -> last heartbeat (server TIME)   pruned
+``nodes``                      zset     node name -> last heartbeat (node's clock)  pruned
 ``lease:<name>``               string   the live worker holding a node name         heartbeat TTL
 ``deadletters``                stream   refused entries and the reason              MAXLEN ~1000
 ``control``                    stream   signed control messages (cancel)            MAXLEN ~1000

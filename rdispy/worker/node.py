@@ -82,13 +82,11 @@ def heartbeat(
     the server may have restarted empty, so every beat is a full registration).
 
     Returns whether the record still held this incarnation before the beat: False on the first
-    beat, and after the node was declared dead.  ``hb`` is this host's clock (for display only);
-    the ``nodes`` index is scored and pruned by the server's clock, so a node whose clock is
-    skewed never pushes others out of it (liveness itself is the record's TTL).
+    beat, and after the node was declared dead.  ``hb`` and the ``nodes`` score are this host's
+    clock, for display only: nothing compares them with another host's (liveness is the record's
+    TTL, and the index is pruned of names whose record has expired, by ``live_nodes``).
     """
     now = time.time()
-    seconds, micros = client.time()  # type: ignore[misc]
-    server_now = seconds + micros / 1e6
     key = keys.node(record.name)
     fields: dict[Any, Any] = {
         **record.static_fields(),
@@ -103,8 +101,7 @@ def heartbeat(
     pipe.hget(key, "incarnation")
     pipe.hset(key, mapping=fields)
     pipe.pexpire(key, int(ttl * 1000))
-    pipe.zadd(keys.nodes, {record.name: server_now})
-    pipe.zremrangebyscore(keys.nodes, 0, server_now - 10 * ttl)
+    pipe.zadd(keys.nodes, {record.name: now})
     previous = pipe.execute()[0]
     return previous is not None and previous.decode() == record.incarnation
 
@@ -123,15 +120,20 @@ def live_nodes(
     client: redis.Redis, keys: Keys, signer: wire.Signer | None = None
 ) -> list[dict[str, str]]:
     """Records of nodes whose heartbeat has not expired (with an enabled ``signer``: only those
-    validly signed)."""
+    validly signed); names whose record has expired leave the index (a node that comes back
+    adds itself again with its next beat)."""
     names: list[bytes] = client.zrange(keys.nodes, 0, -1)  # type: ignore[assignment]
     pipe = client.pipeline(transaction=False)
     for name in names:
         pipe.hgetall(keys.node(name.decode()))
-    records = []
+    records, expired = [], []
     for name, raw in zip(names, pipe.execute(), strict=True):
-        if raw and (signer is None or signed(signer, keys.node(name.decode()), raw)):
+        if not raw:
+            expired.append(name)
+        elif signer is None or signed(signer, keys.node(name.decode()), raw):
             records.append({k.decode(): v.decode() for k, v in raw.items()})
+    if expired:
+        client.zrem(keys.nodes, *expired)
     return records
 
 
