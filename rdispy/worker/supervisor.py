@@ -331,7 +331,8 @@ class Supervisor:
         """Stop jobs past their timeout, over their memory limit or cancelled by their client;
         escalate to SIGKILL.  Times are this host's monotonic clock (the consumer's too)."""
         now = time.monotonic()
-        rss = processes.group_rss() if self.config.memory_limit is not None else {}
+        busy = any(self.slots.running(slot) for slot in self.children)
+        rss = processes.group_rss() if self.config.memory_limit is not None and busy else {}
         for slot, child in self.children.items():
             current = self.slots.running(slot)
             if slot in self._kills:
