@@ -15,6 +15,8 @@ from rdispy.errors import ConfigError
 from rdispy.keys import Keys
 
 _SIZE = re.compile(r"\s*(\d+(?:\.\d*)?)\s*([kmgt]?)(?:i?b)?\s*", re.IGNORECASE)
+#: Smallest --memory-limit: a consumer's own data segment is some 30-40 MB before any job.
+MIN_MEMORY_LIMIT = 64 * 1024 * 1024
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 
@@ -120,6 +122,11 @@ def worker(
     if name is not None and (not name or any(c in name for c in ":/{}*?[] \t\n")):
         raise ConfigError(
             f"invalid node name {name!r}: no colons, slashes, braces, wildcards or spaces"
+        )
+    if memory_limit is not None and memory_limit < MIN_MEMORY_LIMIT:
+        raise ConfigError(
+            f"--memory-limit of {memory_limit:,} bytes is too small: a consumer needs about 40 MB "
+            "before it runs anything; give at least 64MB"
         )
     config = SupervisorConfig(
         url=redis_url,

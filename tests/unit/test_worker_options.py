@@ -24,3 +24,8 @@ def test_bad_sizes_are_refused(bad):
 def test_memory_limit_option_refuses_a_bad_size():
     result = CliRunner().invoke(main, ["worker", "--redis", "redis://x", "--memory-limit", "lots"])
     assert result.exit_code == 2 and "not a size: 'lots'" in result.output
+
+
+def test_memory_limit_below_what_a_consumer_needs_is_refused():
+    result = CliRunner().invoke(main, ["worker", "--redis", "redis://x", "--memory-limit", "16MB"])
+    assert result.exit_code == 2 and "too small" in result.output and "64MB" in result.output
