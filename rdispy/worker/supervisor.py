@@ -442,6 +442,8 @@ class Supervisor:
             holder,
             last_ttl / 1000,
         )
+        # a lease outliving a whole TTL of waiting (or one without a TTL) is held by a live worker
+        give_up = time.monotonic() + self.config.heartbeat * (defaults.HEARTBEATS_MISSED + 1)
         while not self.stopping:
             self.waker.wait(self.config.heartbeat / 4)
             holder = self._lease()
@@ -451,7 +453,7 @@ class Supervisor:
                 )
                 return
             ttl = int(self.client.pttl(key))  # type: ignore[arg-type]
-            if holder != first or ttl > last_ttl:  # refreshed (or taken by a third): it lives
+            if holder != first or ttl > last_ttl or time.monotonic() > give_up:  # it lives
                 raise NodeNameInUse(
                     f"node name {self.config.name!r} is in use by a live worker ({holder}: "
                     "incarnation, host, pid); stop it or pick another --name"
