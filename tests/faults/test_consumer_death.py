@@ -26,7 +26,7 @@ import rdispy
 import rdispy as dispy
 from rdispy.keys import Keys
 from tests.conftest import HEARTBEAT
-from tests.faults.figures import leftover_results, pending_total
+from tests.faults.figures import ResultCounter, pending_total
 from tests.helpers import DEADLINE, wait_until
 
 pytestmark = pytest.mark.integration
@@ -110,6 +110,7 @@ def test_job_that_kills_its_interpreter_stops_after_its_retries(
     worker = start_worker(redis_url, 2)
     incarnation = rclient.hget(keys.node(worker.name), "incarnation")
     with rdispy.Executor(redis_url, cluster=cluster, max_retries=retries) as ex:
+        results = ResultCounter(ex)
         poison = ex.submit(die, str(ledger), how)
         wait_rows(ledger, 1)
         figures.fault()
@@ -121,7 +122,8 @@ def test_job_that_kills_its_interpreter_stops_after_its_retries(
         assert [f.result(DEADLINE) for f in bystanders] == [f"b{i}" for i in range(8)]
         figures.recovered()
         assert ex.submit(pow, 2, 3).result(DEADLINE) == 8  # the node still serves
-        duplicates = leftover_results(rclient, keys, ex.client_id)
+        duplicates = results.duplicates(wait=HEARTBEAT * 2)
+    assert duplicates == 0
     assert len(rows(ledger)) == retries + 1  # max_retries + 1 executions, no more
     assert Counter(r[0] for r in rows(others)) == {f"b{i}": 1 for i in range(8)}
     assert rclient.hget(keys.node(worker.name), "incarnation") == incarnation  # not declared dead
@@ -224,8 +226,10 @@ def test_consumer_dying_mid_job_every_way(
         redis_url=redis_url,
         cluster=cluster,
     ) as c:
+        results = ResultCounter(c)
         jobs = {tag: c.submit(str(ledger), str(marker), tag, how, SECONDS) for tag in tags}
-        pid = int(next(r for r in wait_rows(ledger, victim_at + 1) if r[0] == "victim")[1])
+        wait_until(lambda: any(r[0] == "victim" for r in rows(ledger)), "the victim to start")
+        pid = int(next(r for r in rows(ledger) if r[0] == "victim")[1])
         time.sleep(0.05)
         figures.fault()
         if how == "sigkill":
@@ -241,8 +245,8 @@ def test_consumer_dying_mid_job_every_way(
         outcomes = {tag: job(timeout=DEADLINE) for tag, job in jobs.items()}
         figures.recovered()
         victim = jobs["victim"]
-        time.sleep(HEARTBEAT * 2)
-        duplicates = leftover_results(rclient, keys, c._dispatcher.client_id)
+        duplicates = results.duplicates(wait=HEARTBEAT * 2)
+    assert duplicates == 0
     runs = Counter(r[0] for r in rows(ledger))
     for tag in tags:
         if tag != "victim":
@@ -263,7 +267,7 @@ def test_consumer_dying_mid_job_every_way(
     figures.outcome(
         runs,
         tags,
-        resolved=len(outcomes),
+        resolved=sum(job.future.done() for job in jobs.values()),
         duplicates=duplicates,
         fault=f"consumer {how}, reentrant={reentrant}",
     )
@@ -302,6 +306,7 @@ def test_job_hanging_past_its_timeout_is_killed_with_its_group(
     with dispy.JobCluster(
         hang_in_c, timeout=timeout, max_retries=2, redis_url=redis_url, cluster=cluster
     ) as c:
+        results = ResultCounter(c)
         job = c.submit(str(pidfile), str(ledger))
         consumer = int(wait_rows(ledger, 1)[0][1])
         wait_until(pidfile.exists, "the grandchild to start")
@@ -319,7 +324,8 @@ def test_job_hanging_past_its_timeout_is_killed_with_its_group(
         fresh = worker.wait_consumers(2)
         assert consumer not in {p.pid for p in fresh}
         figures.recovered()
-        duplicates = leftover_results(rclient, keys, c._dispatcher.client_id)
+        duplicates = results.duplicates(wait=HEARTBEAT * 2)
+    assert duplicates == 0
     assert len(rows(ledger)) == 1  # no retry: a timeout is not retried
     assert pending_total(rclient, keys, worker.name) == 0
     figures.outcome(

@@ -8,7 +8,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import redis
 import rdispy
 from rdispy.keys import Keys
 from tests.conftest import HEARTBEAT
-from tests.faults.figures import leftover_results, pending_total
+from tests.faults.figures import ResultCounter, pending_total
 from tests.faults.ledger import executions, record, wait_rows
 from tests.helpers import DEADLINE, executor, wait_until
 
@@ -95,6 +94,7 @@ def test_job_over_its_memory_limit_fails_alone(
     supervisor = psutil.Process(worker.pid)
     watch["node1"] = beat = HeartbeatWatch(redis_url, keys.node("node1"))
     with executor(redis_url, cluster=cluster, max_retries=2) as ex:
+        results = ResultCounter(ex)
         bystander = ex.submit(record, str(ledger), "bystander", 40 * HEARTBEAT)
         other = int(wait_rows(ledger, 1)[0][1])
         if how == "rlimit":
@@ -121,8 +121,8 @@ def test_job_over_its_memory_limit_fails_alone(
         figures.recovered()
         assert bystander.result(DEADLINE) == "bystander"  # the other consumer kept running
         assert ex.submit(pow, 2, 5).result(DEADLINE) == 32  # the replacement serves
-        time.sleep(HEARTBEAT * 2)
-        duplicates = leftover_results(rclient, keys, ex.client_id)
+        duplicates = results.duplicates(wait=HEARTBEAT * 2)
+    assert duplicates == 0
     runs = executions(ledger)
     tag = "hog" if how == "rlimit" else "family"
     assert runs == {"bystander": 1, tag: 1}  # not retried: it would fail the same way

@@ -14,7 +14,7 @@ import pytest
 import rdispy
 from rdispy.worker.node import live_nodes
 from tests.conftest import HEARTBEAT
-from tests.faults.figures import pending_total
+from tests.faults.figures import ResultCounter, pending_total
 from tests.faults.ledger import executions, record, rows, wait_rows
 
 pytestmark = pytest.mark.integration
@@ -117,6 +117,7 @@ def test_whole_node_crash_under_load(
     a_pids = {p.pid for p in a.consumers()}
     tags = [f"j{i}" for i in range(JOBS)]
     with rdispy.Executor(redis_url, cluster=cluster, max_retries=2 if reentrant else 0) as ex:
+        results = ResultCounter(ex)
         futures = {tag: ex.submit(record, str(ledger), tag, SECONDS) for tag in tags}
         deadline = time.monotonic() + 30
         while len({pid for _, pid in rows(ledger) if pid in a_pids}) < 2:
@@ -135,8 +136,7 @@ def test_whole_node_crash_under_load(
                 outcomes[tag] = exc
                 figures.detected()
         figures.recovered()
-        time.sleep(HEARTBEAT * 2)
-        duplicates = rclient.xlen(keys.results(ex.client_id))
+        duplicates = results.duplicates(wait=HEARTBEAT * 2)
     runs = executions(ledger)
     first_pid = {}
     for tag, pid in rows(ledger):

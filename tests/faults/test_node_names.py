@@ -16,7 +16,7 @@ import rdispy
 from rdispy.keys import CONSUMER_GROUP
 from rdispy.worker.recovery import ConsumerName
 from tests.conftest import HEARTBEAT
-from tests.faults.figures import leftover_results, pending_total
+from tests.faults.figures import ResultCounter, pending_total
 from tests.faults.ledger import executions, record, wait_rows
 from tests.helpers import DEADLINE, executor, wait_until
 
@@ -78,6 +78,7 @@ def test_restarted_node_settles_its_predecessors_entries_first(
     old = start_worker(redis_url, 1, "n1")
     old_incarnation = rclient.hget(keys.node("n1"), "incarnation").decode()
     with executor(redis_url, cluster=cluster, max_retries=retries) as ex:
+        results = ResultCounter(ex)
         job = ex.submit(record, str(ledger), "job", 4 * HEARTBEAT)
         wait_rows(ledger, 1)
         figures.fault()
@@ -100,7 +101,8 @@ def test_restarted_node_settles_its_predecessors_entries_first(
         assert incarnation != old_incarnation
         assert ex.submit(pow, 3, 2).result(DEADLINE) == 9
         assert {n.incarnation for n in group_consumers(rclient, keys, "n1")} == {incarnation}
-        duplicates = leftover_results(rclient, keys, ex.client_id)
+        duplicates = results.duplicates(wait=HEARTBEAT * 2)
+    assert duplicates == 0
     assert pending_total(rclient, keys, "n1") == 0
     figures.outcome(
         executions(ledger), ["job"], 1, duplicates, fault=f"node restarted, max_retries={retries}"
