@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -16,6 +17,7 @@ from rdispy.worker.node import live_nodes
 from tests.conftest import HEARTBEAT
 from tests.faults.figures import ResultCounter, pending_total
 from tests.faults.ledger import executions, record, rows, wait_rows
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -104,6 +106,16 @@ def test_a_partitioned_node_is_fenced_and_comes_back_as_a_new_incarnation(
 JOBS, SECONDS = 40, 0.5
 
 
+def rerun_elsewhere(ledger: Path, pids: set[int]) -> bool:
+    """Whether a job first run by one of ``pids`` has run again in another process."""
+    first: dict[str, int] = {}
+    for tag, pid in rows(ledger):
+        if first.get(tag) in pids and pid not in pids:
+            return True
+        first.setdefault(tag, pid)
+    return False
+
+
 @pytest.mark.parametrize("reentrant", [True, False], ids=["reentrant", "not-reentrant"])
 def test_whole_node_crash_under_load(
     redis_url, rclient, cluster, keys, start_worker, tmp_path, figures, reentrant
@@ -128,13 +140,21 @@ def test_whole_node_crash_under_load(
         for pid in a_pids:
             os.killpg(pid, signal.SIGKILL)  # each consumer leads its job's process group
         a.proc.wait(5)
+
+        def charged() -> bool:  # a lost attempt was counted: the job was requeued or failed
+            ids = [f.job_id for f in futures.values()]
+            return any(rclient.hget(keys.job(i), "n") for i in ids)
+
+        wait_until(charged, "node A's jobs to be taken back", 60)
+        figures.detected()
+        if reentrant:  # requeued at the back of the queue: they run again after the backlog
+            wait_until(lambda: rerun_elsewhere(ledger, a_pids), "a job of node A to run again", 60)
         outcomes: dict[str, object] = {}
         for tag, future in futures.items():
             try:
                 outcomes[tag] = future.result(60)
             except rdispy.NodeLost as exc:
                 outcomes[tag] = exc
-                figures.detected()
         figures.recovered()
         duplicates = results.duplicates(wait=HEARTBEAT * 2)
     runs = executions(ledger)
