@@ -125,11 +125,12 @@ return 1
 # KEYS[1] a node name's lease; ARGV[1] our holder value (incarnation host pid), ARGV[2] the value
 # we held before (after a reincarnation) or '', ARGV[3] ttl in ms (0 releases it).
 # Takes, refreshes or releases the lease only if it is free or ours: two live workers can never
-# hold one node name.  Returns {1} when we hold it (or released it), {0, holder} otherwise.
+# hold one node name.  Returns {1} when we hold it (or released it), otherwise {0, holder, its
+# remaining ttl in ms}.
 LEASE = """
 local holder = redis.call('GET', KEYS[1])
 if holder and holder ~= ARGV[1] and (ARGV[2] == '' or holder ~= ARGV[2]) then
-  return {0, holder}
+  return {0, holder, redis.call('PTTL', KEYS[1])}
 end
 if ARGV[3] == '0' then
   if holder then redis.call('DEL', KEYS[1]) end

@@ -414,9 +414,9 @@ class Supervisor:
     def _lease_value(self) -> str:
         return f"{self.record.incarnation} {self.record.host} {os.getpid()}"
 
-    def _lease(self, previous: str = "", ttl: float | None = None) -> str | None:
+    def _lease(self, previous: str = "", ttl: float | None = None) -> tuple[str, int] | None:
         """Take, refresh (``ttl`` None: the heartbeat TTL) or release (0) our name's lease;
-        None when we hold it, else who does."""
+        None when we hold it, else who does and for how many more milliseconds."""
         ttl = self.config.heartbeat * defaults.HEARTBEATS_MISSED if ttl is None else ttl
         value = self._lease_value()
         reply: Any = self.recoverer.scripts.lease(
@@ -426,33 +426,33 @@ class Supervisor:
             self._lease_held = value if ttl else ""
             return None
         holder = reply[1]
-        return holder.decode(errors="replace") if isinstance(holder, bytes) else str(holder)
+        holder = holder.decode(errors="replace") if isinstance(holder, bytes) else str(holder)
+        return holder, int(reply[2])
 
     def _take_name(self) -> None:
         """Take our node name's lease.  If another worker holds it, wait until its lease lapses
         (it crashed: we take over) or is refreshed (it is alive: NodeNameInUse)."""
-        key = self.keys.lease(self.config.name)
-        holder = self._lease()
-        if holder is None:
+        held = self._lease()
+        if held is None:
             return
-        first, last_ttl = holder, int(self.client.pttl(key))  # type: ignore[arg-type]
+        first, last_ttl = held
         log.warning(
             "node %s: name held by %s; waiting up to %.1fs for its lease to lapse",
             self.config.name,
-            holder,
+            first,
             last_ttl / 1000,
         )
         # a lease outliving a whole TTL of waiting (or one without a TTL) is held by a live worker
         give_up = time.monotonic() + self.config.heartbeat * (defaults.HEARTBEATS_MISSED + 1)
         while not self.stopping:
             self.waker.wait(self.config.heartbeat / 4)
-            holder = self._lease()
-            if holder is None:
+            held = self._lease()
+            if held is None:
                 log.info(
                     "node %s: the previous holder's lease lapsed; taking over", self.config.name
                 )
                 return
-            ttl = int(self.client.pttl(key))  # type: ignore[arg-type]
+            holder, ttl = held
             if holder != first or ttl > last_ttl or time.monotonic() > give_up:  # it lives
                 raise NodeNameInUse(
                     f"node name {self.config.name!r} is in use by a live worker ({holder}: "
@@ -467,12 +467,12 @@ class Supervisor:
 
     def _beat(self) -> None:
         try:
-            holder = self._lease(self._lease_held)
+            held = self._lease(self._lease_held)
         except redis.RedisError as exc:
             log.warning("node %s: lease refresh failed: %s", self.config.name, exc)
-            holder = None
-        if holder is not None:
-            self._name_taken_by = holder
+            held = None
+        if held is not None:
+            self._name_taken_by = held[0]
             return
         try:
             known = heartbeat(
