@@ -17,9 +17,12 @@ from redis.commands.core import Script
 # ARGV[1] group, ARGV[2] entry id, ARGV[3] consumer name, ARGV[4] result ttl,
 # ARGV[5..] result fields (name, value, ...)
 # Publishes the result and acknowledges the entry, only if the consumer still owns it and no
-# result was published for the job yet.  Returns 1 published, 0 dropped (fenced or duplicate).
+# result was published for the job yet.  Returns 1 published; -1 dropped because the job was taken
+# over (a settle charged it a lost attempt: this node was declared dead); 0 dropped otherwise (a
+# duplicate, or a server that lost the entry, e.g. one that restarted empty).
 PUBLISH = """
 if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1, ARGV[3]) == 0 then
+  if redis.call('HEXISTS', KEYS[2], 'n') == 1 then return -1 end
   return 0
 end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])

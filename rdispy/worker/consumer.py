@@ -529,14 +529,17 @@ class Consumer:
                 )
             )
         published = self.link.run_scripts(self.scripts.publish, calls)
-        for (_, _, result), ok in zip(self._publishes, published, strict=True):
-            if not ok:
-                self.slots.fenced(self.index)
-                log.warning(
-                    "consumer %s: result of job %s dropped (attempt superseded)",
-                    self.name,
-                    result[b"id"].decode(),
-                )
+        for (_, _, result), outcome in zip(self._publishes, published, strict=True):
+            if outcome == 1:
+                continue
+            if outcome == -1:
+                self.slots.fenced(self.index)  # taken over: the supervisor reincarnates the node
+            log.warning(
+                "consumer %s: result of job %s dropped (%s)",
+                self.name,
+                result[b"id"].decode(),
+                "taken over by another node" if outcome == -1 else "attempt superseded",
+            )
         self._publishes.clear()
 
     def _release(self, entries: list[Entry]) -> None:
