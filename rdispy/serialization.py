@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pickle
 import traceback
-from typing import Any
+from typing import Any, Protocol
 
 import cloudpickle
 
@@ -29,6 +29,24 @@ def dumps(obj: Any, what: str = "object", job_id: str | None = None) -> bytes:
             job_id,
         ) from exc
     return data
+
+
+class Sink(Protocol):
+    """Where ``dump`` writes: anything with ``write(bytes-like)``."""
+
+    def write(self, data: Any, /) -> Any: ...
+
+
+def dump(obj: Any, sink: Sink, what: str = "object", job_id: str | None = None) -> None:
+    """Pickle like ``dumps`` straight into ``sink`` (large buffers are written without a copy)."""
+    try:
+        cloudpickle.CloudPickler(sink, protocol=PROTOCOL).dump(obj)
+    except Exception as exc:
+        raise SerializationError(
+            f"cannot pickle the {what} ({type(exc).__name__}: {exc}); "
+            "pass only picklable values, or build the object inside the job",
+            job_id,
+        ) from exc
 
 
 def loads(data: bytes, what: str = "payload", job_id: str | None = None) -> Any:

@@ -9,12 +9,15 @@ Job entry fields::
     v    protocol version            id   job id            c   client id (result stream)
     fn   function blob digest        p    pickled payload   k   kind: "call" | "chunk"
     r    max retries                 t    submit time       x   expiry (signed entries)
+    sm   the client's same-host handoff folder ("<host id>:<name>", see ``handoff``)
+    pf/pz  a payload handed over in a file of that folder instead of ``p``: name, sha256
     sig  HMAC-SHA256 over all other fields (only with a secret)
 
 Result entry fields::
 
     v, id, k ("ok" | "exc" | "lost" | "cancelled"), p (pickled value or exception), node, pid,
-    t0/t1 (start/end time), out/err (captured output), why (text reason for "lost"), sig
+    t0/t1 (start/end time), out/err (captured output), why (text reason for "lost"),
+    pf/pz (a result handed over in a file of the job's ``sm`` folder instead of ``p``), sig
 
 With a secret every entry is signed over its fields and the stream it is written to, and
 ``verify`` runs before anything is unpickled.  Entries without a valid signature are refused.
@@ -49,11 +52,12 @@ def encode(fields: Mapping[str, object]) -> Fields:
     return out
 
 
-def check_size(payload: bytes, limit: int, job_id: str | None = None) -> None:
-    """Refuse a payload over the limit before anything is written."""
-    if len(payload) > limit:
+def check_size(payload: bytes | int, limit: int, job_id: str | None = None) -> None:
+    """Refuse a payload (or a payload of this many bytes) over the limit before it is sent."""
+    size = payload if isinstance(payload, int) else len(payload)
+    if size > limit:
         raise PayloadTooLarge(
-            f"payload of {len(payload):,} bytes is over the limit of {limit:,} bytes; "
+            f"payload of {size:,} bytes is over the limit of {limit:,} bytes; "
             "pass large data as a file (depends) or raise max_payload",
             job_id,
         )
@@ -111,7 +115,7 @@ def blob_digest(data: bytes) -> str:
 
 
 #: Fields every job entry carries, and the kinds of job a consumer knows how to run.
-JOB_FIELDS = (b"id", b"c", b"fn", b"k", b"p")
+JOB_FIELDS = (b"id", b"c", b"fn", b"k")
 JOB_KINDS = (b"call", b"chunk")
 
 
@@ -120,6 +124,8 @@ def validate_job(fields: Mapping[bytes, bytes]) -> None:
     if fields.get(b"v") != VERSION:
         raise ProtocolError(f"unknown protocol version {fields.get(b'v')!r}")
     missing = [f.decode() for f in JOB_FIELDS if not fields.get(f)]
+    if not fields.get(b"p") and not _handed_over(fields):
+        missing.append("p")
     if missing:
         raise ProtocolError(f"job entry lacks {', '.join(missing)}")
     if fields[b"k"] not in JOB_KINDS:
@@ -132,6 +138,30 @@ def validate_job(fields: Mapping[bytes, bytes]) -> None:
         raise ProtocolError(f"malformed core count {fields[b'cp'][:40]!r}")
     if b"to" in fields and not _is_seconds(fields[b"to"]):
         raise ProtocolError(f"malformed timeout {fields[b'to'][:40]!r}")
+
+
+def _handed_over(fields: Mapping[bytes, bytes]) -> bool:
+    """A payload in a same-host file: well-formed name, hash and folder address."""
+    host, _, folder = fields.get(b"sm", b"").partition(b":")
+    name = fields.get(b"pf", b"")
+    return (
+        _is_digest(fields.get(b"pz", b""))
+        and _is_name(host)
+        and is_file_name(folder)
+        and is_file_name(name)
+    )
+
+
+_FILE_NAME_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def is_file_name(value: bytes) -> bool:
+    """A plain file name the wire may carry: no separator, not '.' or '..'."""
+    return (
+        0 < len(value) <= 200
+        and value not in (b".", b"..")
+        and all(c in _FILE_NAME_CHARS for c in value)
+    )
 
 
 def _is_digest(value: bytes) -> bool:

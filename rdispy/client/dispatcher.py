@@ -27,7 +27,7 @@ from typing import Any
 
 import redis
 
-from rdispy import connection, defaults, serialization, wire
+from rdispy import connection, defaults, handoff, serialization, wire
 from rdispy.client.future import RemoteFuture
 from rdispy.errors import (
     BrokerError,
@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 _Outgoing = tuple[str | RemoteFuture, wire.Fields | bytes]
 
 #: Result-stream kinds that report progress rather than end a job.
-EVENT_KINDS = (b"run", b"prov", b"file", b"excl")
+EVENT_KINDS = (b"run", b"prov", b"file", b"excl", b"need")
 
 #: Seconds between checks that the server still holds this client's state.
 CHECK_INTERVAL = 1.0
@@ -102,6 +102,8 @@ class Dispatcher:
                 f"{connection.error_text(exc)} (see the README's ACL section)"
             ) from exc
         self.scripts = Scripts(self.client)
+        self.handoff = _handoff_folder(self.client_id)
+        self._uploaded: set[str] = set()  # jobs whose handed-over payload a consumer fetched
         self._seq = itertools.count(1)
         self._functions: dict[int, tuple[Callable[..., Any], str]] = {}
         self._blobs_touched = time.monotonic()
@@ -175,6 +177,25 @@ class Dispatcher:
         wire.check_size(data, self.max_payload)
         return wire.blob_digest(data), data
 
+    def _arguments(self, call: Any, seq: int, job_id: str) -> dict[str, object]:
+        """Payload fields of one job: pickled inline, or (large, with a same-host folder)
+        pickled straight into a handoff file that the entry names."""
+        if self.handoff is None:
+            payload = serialization.dumps(call, "arguments", job_id)
+            wire.check_size(payload, self.max_payload, job_id)
+            return {"p": payload}
+        spool = handoff.Spool(self.handoff, f"a-{seq}")
+        try:
+            serialization.dump(call, spool, "arguments", job_id)
+            wire.check_size(spool.size, self.max_payload, job_id)
+            inline = spool.finish()
+        except BaseException:
+            spool.discard()
+            raise
+        if inline is not None:
+            return {"p": inline, "sm": self.handoff.address}
+        return {"sm": self.handoff.address, "pf": spool.name, "pz": spool.digest}
+
     def submit(
         self,
         fn: Callable[..., Any],
@@ -198,25 +219,30 @@ class Dispatcher:
         if self.fair and not node:
             stream = self.keys.fair_queue(self.client_id)  # moved verbatim by the scheduler
         batch: list[tuple[RemoteFuture, wire.Fields]] = []
-        for call in calls:
-            job_id = f"{self.client_id}-{next(self._seq)}"
-            payload = serialization.dumps(call, "arguments", job_id)
-            wire.check_size(payload, self.max_payload, job_id)
-            fields = wire.encode(
-                {
-                    "id": job_id,
-                    "c": self.client_id,
-                    "fn": digest,
-                    "k": kind,
-                    "p": payload,
-                    "r": self.max_retries,
-                    "t": repr(time.time()),
-                    **(header or {}),
-                }
-            )
-            future = RemoteFuture(job_id, self)
-            future.stream = stream
-            batch.append((future, self.signer.sign(signed_for, fields)))
+        try:
+            for call in calls:
+                seq = next(self._seq)
+                job_id = f"{self.client_id}-{seq}"
+                extra = self._arguments(call, seq, job_id)
+                fields = wire.encode(
+                    {
+                        "id": job_id,
+                        "c": self.client_id,
+                        "fn": digest,
+                        "k": kind,
+                        **extra,
+                        "r": self.max_retries,
+                        "t": repr(time.time()),
+                        **(header or {}),
+                    }
+                )
+                future = RemoteFuture(job_id, self)
+                future.stream = stream
+                batch.append((future, self.signer.sign(signed_for, fields)))
+        except BaseException:
+            for _, fields in batch:
+                self._remove_handoff(fields)
+            raise
         if blob is not None:
             self._functions[id(fn)] = (fn, digest)
             self._blob_data[digest] = blob
@@ -402,7 +428,27 @@ class Dispatcher:
 
     def _forget(self, job_id: str) -> None:
         self._futures.pop(job_id, None)
-        self._sent.pop(job_id, None)
+        self._remove_handoff(self._sent.pop(job_id, None), job_id)
+
+    def _remove_handoff(self, fields: wire.Fields | None, job_id: str | None = None) -> None:
+        """Remove a job's argument file (and the blob a consumer on another host fetched)."""
+        if fields is None or self.handoff is None or b"pf" not in fields:
+            return
+        handoff.remove(self.handoff.path, fields[b"pf"].decode())
+        if job_id in self._uploaded:
+            self._uploaded.discard(job_id)
+            with contextlib.suppress(redis.RedisError):
+                self.client.delete(self.keys.blob(fields[b"pz"].decode()))
+
+    def _upload_handoff(self, job_id: str) -> None:
+        """A consumer that cannot read the job's argument file asks for it through Redis."""
+        fields = self._sent.get(job_id)
+        if fields is None or self.handoff is None or b"pf" not in fields:
+            return
+        data = handoff.read(self.handoff.path, fields[b"pf"].decode(), fields[b"pz"].decode())
+        key = self.keys.blob(fields[b"pz"].decode())
+        self.client.set(key, data, nx=True, ex=defaults.BLOB_TTL)
+        self._uploaded.add(job_id)
 
     # -- receiving -----------------------------------------------------------------------------
 
@@ -577,7 +623,7 @@ class Dispatcher:
         if kind in EVENT_KINDS:
             self._event(job_id, kind, fields)
             return
-        self._sent.pop(job_id, None)
+        self._remove_handoff(self._sent.pop(job_id, None), job_id)
         future = self._futures.pop(job_id, None)
         if future is None or future.done():
             log.debug("result for unknown or finished job %s ignored", job_id)
@@ -594,7 +640,7 @@ class Dispatcher:
         future.stderr = fields.get(b"err", b"").decode(errors="replace")
         try:
             if kind == b"ok":
-                future.set_result(serialization.loads(fields[b"p"], "result", job_id))
+                future.set_result(serialization.loads(self._result_bytes(fields), "result", job_id))
             elif kind == b"exc":
                 future.set_exception(serialization.load_exception(fields[b"p"], job_id))
             elif kind == b"lost":
@@ -603,6 +649,20 @@ class Dispatcher:
                 future.set_exception(BrokerError(f"job {job_id}: unknown result kind {kind!r}"))
         except RdispyError as exc:
             future.set_exception(exc)
+
+    def _result_bytes(self, fields: dict[bytes, bytes]) -> bytes:
+        """The pickled result: inline, or in a file a consumer on this host handed over."""
+        if b"pf" not in fields:
+            return fields[b"p"]
+        name, job_id = fields[b"pf"], fields[b"id"].decode()
+        if self.handoff is None or not wire.is_file_name(name) or not name.startswith(b"r-"):
+            raise BrokerError(f"job {job_id}: result handed over in a file it cannot read")
+        try:
+            return handoff.read(self.handoff.path, name.decode(), fields[b"pz"].decode(), job_id)
+        except OSError as exc:
+            raise BrokerError(f"job {job_id}: its result file is unreadable: {exc}") from exc
+        finally:
+            handoff.remove(self.handoff.path, name.decode())
 
     def _event(self, job_id: str, kind: bytes, fields: dict[bytes, bytes]) -> None:
         """A job's progress: started ("run"), a provisional result ("prov"), a file ("file")."""
@@ -622,11 +682,13 @@ class Dispatcher:
             elif kind == b"file":
                 path = self._save_file(fields, job_id)
                 future.notify("file", path)
+            elif kind == b"need":
+                self._upload_handoff(job_id)
             elif kind == b"excl":
                 node = fields.get(b"node", b"").decode(errors="replace")
                 ip = fields.get(b"ip", b"").decode(errors="replace")
                 future.notify("excl", (node, ip, fields.get(b"why", b"").decode(errors="replace")))
-        except (RdispyError, OSError) as exc:
+        except (RdispyError, OSError, redis.RedisError) as exc:
             log.error("job %s: could not take its %s: %s", job_id, kind.decode(), exc)
 
     def _save_file(self, fields: dict[bytes, bytes], job_id: str) -> Path:
@@ -655,6 +717,8 @@ class Dispatcher:
                 thread.join(5)
         self._send_link.close()
         self.client.close()
+        if self.handoff is not None:
+            self.handoff.close()
 
 
 def lost_error(fields: dict[bytes, bytes], job_id: str) -> JobError:
@@ -674,6 +738,19 @@ def lost_error(fields: dict[bytes, bytes], job_id: str) -> JobError:
     if cause == b"node":
         return NodeLost(message, job_id)
     return WorkerCrashed(message, job_id, why)
+
+
+def _handoff_folder(client_id: str) -> handoff.Folder | None:
+    """This client's same-host handoff folder, after removing those of crashed clients; None
+    when the handoff is off or the host has no usable folder for it."""
+    if not handoff.enabled():
+        return None
+    try:
+        handoff.sweep()
+        return handoff.Folder(client_id)
+    except OSError as exc:
+        log.warning("same-host handoff unavailable (%s); large payloads go through Redis", exc)
+        return None
 
 
 def _seq_of(job_id: str) -> int:

@@ -29,8 +29,8 @@ from typing import Any, NoReturn
 
 import redis
 
-from rdispy import connection, defaults, processes, serialization, wire
-from rdispy.errors import JobError, ProtocolError
+from rdispy import connection, defaults, handoff, processes, serialization, wire
+from rdispy.errors import DeserializationError, JobError, ProtocolError
 from rdispy.keys import CONSUMER_GROUP, Keys
 from rdispy.link import Entry, Link, all_stream_entries, deleted_entries
 from rdispy.scripts import Scripts
@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 HOARD_LIMIT = 0.02
 #: Times a job of a session whose setup failed here is put back before it fails here.
 SETUP_BOUNCES = 3
+#: Seconds a consumer that cannot read a job's argument file waits for its client to upload it.
+HANDOFF_WAIT = 30.0
 
 
 class _SetupFailed(Exception):
@@ -367,7 +369,7 @@ class Consumer:
             {
                 "id": job_id,
                 "k": outcome.kind,
-                "p": outcome.payload,
+                **self._hand_back(fields, outcome),
                 "node": self.config.node,
                 "ip": self.config.ip,
                 "pid": os.getpid(),
@@ -391,7 +393,7 @@ class Consumer:
         limited = self.config.memory_limit is not None
         try:
             fn = self.functions.get(fields[b"fn"], job_id)
-            payload = serialization.loads(fields[b"p"], "arguments", job_id)
+            payload = serialization.loads(self._arguments(fields, job_id), "arguments", job_id)
             session = fields.get(b"cl")
             if session:
                 self._enter_session(session.decode(), fields, fn, job_id)
@@ -413,6 +415,55 @@ class Consumer:
             return runner.Outcome(
                 "exc", serialization.dump_exception(exc, job_id), "", "", now, now
             )
+
+    def _arguments(self, fields: dict[bytes, bytes], job_id: str) -> bytes:
+        """The pickled arguments: inline, in the client's handoff file on this host, or (from
+        another host) uploaded by the client as a blob on request."""
+        inline = fields.get(b"p")
+        if inline:
+            return inline
+        name, expected = fields[b"pf"].decode(), fields[b"pz"].decode()
+        folder = handoff.local_folder(fields[b"sm"])
+        if folder is not None:
+            try:
+                return handoff.read(folder, name, expected, job_id)
+            except OSError as exc:
+                log.warning("job %s: argument file unreadable (%s); asking for it", job_id, exc)
+        key = self.keys.blob(expected)
+        deadline = time.monotonic() + HANDOFF_WAIT
+        pause, asked = 0.002, False
+        while True:
+            data: bytes | None = self.client.get(key)  # type: ignore[assignment]
+            if data is not None:
+                if handoff.digest(data) != expected:
+                    raise DeserializationError("uploaded arguments do not match their hash", job_id)
+                return data
+            if not asked:
+                self._emit(self.keys.results(fields[b"c"].decode()), job_id, {"k": "need"})
+                asked = True
+            if time.monotonic() > deadline:
+                raise JobError(
+                    f"the job's arguments are in a file on its client's host and the client did "
+                    f"not upload them within {HANDOFF_WAIT:g}s (client gone?)",
+                    job_id,
+                )
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
+
+    def _hand_back(self, fields: dict[bytes, bytes], outcome: runner.Outcome) -> dict[str, Any]:
+        """Result payload fields: a large result goes through a file when the client shares
+        this host; otherwise (or if the file cannot be written) inline."""
+        sm = fields.get(b"sm")
+        if outcome.kind == "ok" and sm and len(outcome.payload) >= handoff.MIN_BYTES:
+            folder = handoff.local_folder(sm)
+            if folder is not None:
+                name = handoff.result_name()
+                try:
+                    return {"pf": name, "pz": handoff.write(folder, name, outcome.payload)}
+                except OSError as exc:
+                    handoff.remove(folder, name)
+                    log.debug("result file not written (%s); sending it inline", exc)
+        return {"p": outcome.payload}
 
     def _enter_session(
         self, session: str, fields: dict[bytes, bytes], fn: Callable[..., Any], job_id: str
@@ -529,9 +580,13 @@ class Consumer:
                 )
             )
         published = self.link.run_scripts(self.scripts.publish, calls)
-        for (_, _, result), outcome in zip(self._publishes, published, strict=True):
+        for (entry, _, result), outcome in zip(self._publishes, published, strict=True):
             if outcome == 1:
                 continue
+            if b"pf" in result:  # a result file nobody will read
+                folder = handoff.local_folder(entry.fields.get(b"sm", b""))
+                if folder is not None:
+                    handoff.remove(folder, result[b"pf"].decode())
             if outcome == -1:
                 self.slots.fenced(self.index)  # taken over: the supervisor reincarnates the node
             log.warning(

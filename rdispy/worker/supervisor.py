@@ -35,7 +35,7 @@ from typing import Any
 
 import redis
 
-from rdispy import connection, defaults, processes, wire
+from rdispy import connection, defaults, handoff, processes, wire
 from rdispy.errors import NodeNameInUse, RdispyError
 from rdispy.keys import Keys
 from rdispy.worker.consumer import ConsumerConfig, consumer_main, ensure_group
@@ -173,6 +173,8 @@ class Supervisor:
         log.warning("node %s: owner %s is gone; stopping", self.config.name, self.config.owner_pid)
         self._kill_all()
         self._release_name()
+        with contextlib.suppress(OSError):
+            handoff.sweep()
         if self.config.stop_server_with_owner:
             with contextlib.suppress(redis.RedisError):
                 self.client.shutdown(nosave=True)
@@ -466,6 +468,8 @@ class Supervisor:
                 self._lease(ttl=0)
 
     def _beat(self) -> None:
+        with contextlib.suppress(OSError):
+            handoff.sweep()  # handoff folders of crashed clients on this host
         try:
             held = self._lease(self._lease_held)
         except redis.RedisError as exc:
