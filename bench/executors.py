@@ -13,11 +13,16 @@ targets are relative to ``SUBJECT`` (see ``bench.metrics.COMPARISONS``).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Any
+
+from rdispy import handoff
 
 # imported here, not in the factories, so that cold start does not count importing the package
 from rdispy.client.cluster import JobCluster
@@ -151,6 +156,31 @@ def rdispy_embedded(workers: int) -> Executor:
     return RdispyExecutor(max_workers=workers)
 
 
+def rdispy_signed(workers: int) -> Executor:
+    """The embedded default with a shared secret: every job and result HMAC-signed and checked."""
+    return RdispyExecutor(max_workers=workers, secret=secrets.token_hex(16))
+
+
+@contextlib.contextmanager
+def _environment(name: str, value: str) -> Iterator[None]:
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = old
+
+
+def rdispy_redis(workers: int) -> Executor:
+    """The embedded default with the same-host handoff off: every payload goes through Redis,
+    as between a client and consumers on different hosts."""
+    with _environment(handoff.ENV_HANDOFF, "0"):  # read by the client and its local node at start
+        return RdispyExecutor(max_workers=workers)
+
+
 def process_pool(workers: int) -> Executor:
     """The standard library's process pool, default start method and arguments."""
     return ProcessPoolExecutor(max_workers=workers)
@@ -165,9 +195,14 @@ SUBJECT = "rdispy"
 BASELINE = "ProcessPool"
 JOBCLUSTER = "JobCluster"
 
+SIGNED = "rdispy-signed"
+REDIS_ONLY = "rdispy-redis"
+
 #: Column name -> factory, in table order.
 EXECUTORS: dict[str, ExecutorFactory] = {
     SUBJECT: rdispy_embedded,
     BASELINE: process_pool,
     JOBCLUSTER: job_cluster,
+    SIGNED: rdispy_signed,
+    REDIS_ONLY: rdispy_redis,
 }
