@@ -63,6 +63,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"columns, among {','.join(EXECUTORS)} (default all)",
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the JSON record here")
+    modes = parser.add_argument_group("other modes (instead of the table)")
+    modes.add_argument(
+        "--memory",
+        action="store_true",
+        help="Redis memory per queued job and client memory per pending future (no workers)",
+    )
+    modes.add_argument(
+        "--memory-jobs",
+        type=_positive,
+        default=100_000,
+        metavar="N",
+        help="jobs --memory queues (default 100000; 1000000 for the real figure)",
+    )
+    modes.add_argument("--memory-secret", action="store_true", help="--memory with signed entries")
+    modes.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy profile of the per-job hot path in client and consumers, as a table",
+    )
+    modes.add_argument(
+        "--profile-seconds", type=float, default=6.0, metavar="S", help="length of --profile"
+    )
     return parser.parse_args(argv)
 
 
@@ -77,6 +99,14 @@ def _plan(quick: bool, workers: int, selected: set[str]) -> Plan:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.memory:
+        from bench import memory
+
+        return memory.main(args.memory_jobs, "bench-secret" if args.memory_secret else None)
+    if args.profile:
+        from bench import profile
+
+        return profile.main(args.profile_seconds, args.workers)
     selected = set(args.only)
     repeats = args.repeat or (1 if args.quick else 3)
     plan = _plan(args.quick, args.workers, selected)
