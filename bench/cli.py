@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench import report
-from bench.executors import BASELINE, EXECUTORS, SUBJECT
+from bench.executors import BASELINE, EXECUTORS, PEERS, SUBJECT
 from bench.session import run_all
 from bench.workloads import ALL, FULL, QUICK, Plan, calibrate
 
@@ -59,8 +59,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--executors",
         default=",".join(EXECUTORS),
         metavar="NAME,...",
-        type=lambda text: _selection(text, list(EXECUTORS), "executors"),
-        help=f"columns, among {','.join(EXECUTORS)} (default all)",
+        type=lambda text: _selection(text, [*EXECUTORS, *PEERS], "executors"),
+        help=f"columns, among {','.join([*EXECUTORS, *PEERS])} (default: {','.join(EXECUTORS)})",
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the JSON record here")
     modes = parser.add_argument_group("other modes (instead of the table)")
@@ -77,6 +77,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="jobs --memory queues (default 100000; 1000000 for the real figure)",
     )
     modes.add_argument("--memory-secret", action="store_true", help="--memory with signed entries")
+    modes.add_argument(
+        "--scaling",
+        action="store_true",
+        help="no-op throughput for 1..workers consumers and 1..N client threads",
+    )
+    modes.add_argument(
+        "--scaling-threads", type=_positive, default=4, metavar="N", help="client threads (4)"
+    )
+    modes.add_argument(
+        "--peers",
+        action="store_true",
+        help="run again in a separate venv with peers' columns added (loky, dask, ray)",
+    )
     modes.add_argument(
         "--profile",
         action="store_true",
@@ -99,10 +112,18 @@ def _plan(quick: bool, workers: int, selected: set[str]) -> Plan:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.peers:
+        from bench import peers
+
+        return peers.main(list(sys.argv[1:] if argv is None else argv))
     if args.memory:
         from bench import memory
 
         return memory.main(args.memory_jobs, "bench-secret" if args.memory_secret else None)
+    if args.scaling:
+        from bench import scaling
+
+        return scaling.main(args.workers, args.scaling_threads, args.repeat or 3)
     if args.profile:
         from bench import profile
 

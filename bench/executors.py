@@ -198,7 +198,25 @@ JOBCLUSTER = "JobCluster"
 SIGNED = "rdispy-signed"
 REDIS_ONLY = "rdispy-redis"
 
-#: Column name -> factory, in table order.
+
+def _peer(name: str) -> ExecutorFactory:
+    def factory(workers: int) -> Executor:
+        from bench import peers
+
+        made: Executor = getattr(peers, name)(workers)
+        return made
+
+    return factory
+
+
+#: Peer libraries' columns (``python -m bench --peers`` installs them in a separate venv).
+PEERS: dict[str, ExecutorFactory] = {
+    "loky": _peer("loky_pool"),
+    "dask": _peer("dask_executor"),
+    "ray": _peer("ray_executor"),
+}
+
+#: Column name -> factory, in table order (the default columns).
 EXECUTORS: dict[str, ExecutorFactory] = {
     SUBJECT: rdispy_embedded,
     BASELINE: process_pool,

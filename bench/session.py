@@ -18,7 +18,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 from bench import jobs
-from bench.executors import EXECUTORS, ExecutorFactory
+from bench.executors import EXECUTORS, PEERS, ExecutorFactory
 from bench.workloads import COLD_START, WORKLOADS, Measurement, Plan, result, warm_up
 
 Step = Callable[[Executor, Plan], Measurement]
@@ -91,7 +91,8 @@ def run_all(names: list[str], plan: Plan, selected: set[str], repeats: int) -> l
     samples = []
     for repeat in range(repeats):
         for name in names if repeat % 2 == 0 else reversed(names):
-            sample = run_session(name, EXECUTORS[name], plan, selected, repeat)
+            factory = EXECUTORS.get(name) or PEERS[name]
+            sample = run_session(name, factory, plan, selected, repeat)
             _progress(sample, repeats)
             samples.append(sample)
     return samples
