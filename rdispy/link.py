@@ -51,7 +51,7 @@ class Link:
         returned in its place."""
         conn = self._conn
         try:
-            conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+            conn.send_packed_command(_pack(conn, commands), check_health=False)
             self._read_posted()
             replies: list[Any] = []
             failure: redis.ResponseError | None = None
@@ -108,6 +108,35 @@ class Link:
 
     def close(self) -> None:
         self._conn.disconnect()
+
+
+#: Arguments at least this long are sent as chunks of their own, not copied into the packed
+#: commands (a 10 MB payload would otherwise be copied once more on its way to the socket).
+LARGE_ARGUMENT = 1 << 16
+
+
+def _pack(conn: Any, commands: Sequence[Command]) -> list[bytes | memoryview]:
+    """The RESP bytes of ``commands``, large byte arguments left in place as their own chunks."""
+    if not any(
+        isinstance(arg, bytes) and len(arg) >= LARGE_ARGUMENT
+        for command in commands
+        for arg in command
+    ):
+        packed: list[bytes | memoryview] = conn.pack_commands(commands)
+        return packed
+    chunks: list[bytes | memoryview] = []
+    for command in commands:
+        head = [b"*%d\r\n" % len(command)]
+        for arg in command:
+            if isinstance(arg, bytes) and len(arg) >= LARGE_ARGUMENT:
+                head.append(b"$%d\r\n" % len(arg))
+                chunks += [b"".join(head), arg]
+                head = [b"\r\n"]
+            else:
+                data = conn.encoder.encode(arg)
+                head.append(b"$%d\r\n%s\r\n" % (len(data), data))
+        chunks.append(b"".join(head))
+    return chunks
 
 
 def all_stream_entries(reply: Any) -> list[Entry]:
