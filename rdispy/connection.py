@@ -115,7 +115,9 @@ def wait_for(
                     f"cannot reach Redis at {redact(url)} ({exc}); is the server running "
                     "and the URL right?"
                 ) from exc
-            log.warning(
+            # a first miss is the normal race of a node started beside its server
+            log.log(
+                logging.DEBUG if attempt == 1 else logging.WARNING,
                 "waiting for Redis at %s (attempt %d failed: %s); retrying in %.2fs",
                 redact(url),
                 attempt,

@@ -134,6 +134,10 @@ class EmbeddedServer:
 
     def start(self, timeout: float = 10.0) -> EmbeddedServer:
         """Start the server and wait until it answers PING."""
+        return self.launch().wait_ready(timeout)
+
+    def launch(self) -> EmbeddedServer:
+        """Start the server process without waiting for it (see ``wait_ready``)."""
         self.process = subprocess.Popen(
             self.command(),
             stdin=subprocess.DEVNULL,
@@ -141,6 +145,11 @@ class EmbeddedServer:
             stderr=subprocess.PIPE,
             preexec_fn=processes.child_preexec(self.own_group),
         )
+        return self
+
+    def wait_ready(self, timeout: float = 10.0) -> EmbeddedServer:
+        """Wait until the launched server answers PING (ConfigError if it exits or is late)."""
+        assert self.process is not None, "launch() first"
         client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
         deadline = time.monotonic() + timeout
         try:

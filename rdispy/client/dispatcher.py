@@ -472,9 +472,6 @@ class Dispatcher:
                         check()
                     if self._server_lost_our_state():
                         last, collected = b"0", []
-                if collected and (len(collected) >= 512 or not self._futures):
-                    reader.call("XDEL", self.results_key, *collected)  # read results leave
-                    collected = []
                 read = (
                     "XREAD",
                     "COUNT",
@@ -485,7 +482,12 @@ class Dispatcher:
                     self.results_key,
                     last,
                 )
-                reply = reader.call(*read, timeout=defaults.SOCKET_TIMEOUT)
+                commands: list[tuple[Any, ...]] = [read]
+                if collected and (len(collected) >= 512 or not self._futures):
+                    # read results leave, in the same write as the next read
+                    commands.insert(0, ("XDEL", self.results_key, *collected))
+                    collected = []
+                reply = reader.pipeline(commands, timeout=defaults.SOCKET_TIMEOUT)[-1]
                 backoff = 0.05
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 log.warning("result stream unreachable (%s); retrying in %.2fs", exc, backoff)

@@ -28,7 +28,8 @@ class LocalCluster:
 
     def __init__(self, cpus: int, keys: Keys, secret: str | None = None) -> None:
         self.cpus = cpus
-        self.server = EmbeddedServer().start()
+        # the node's interpreter starts while the server does (the node waits for it)
+        self.server = EmbeddedServer().launch()
         env = dict(os.environ)
         if secret:
             env[defaults.ENV_SECRET] = secret
@@ -52,13 +53,23 @@ class LocalCluster:
             str(os.getpid()),
             "--stop-server-with-owner",
         ]
-        self.supervisor = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, env=env, preexec_fn=processes.child_preexec(True)
-        )
+        try:
+            self.supervisor = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, env=env, preexec_fn=processes.child_preexec(True)
+            )
+        except BaseException:
+            self.server.kill()
+            self.server.stop()
+            raise
         # runs on close(), on garbage collection, and at interpreter exit
         self._finalizer = weakref.finalize(
             self, LocalCluster._teardown, self.supervisor, self.server
         )
+        try:
+            self.server.wait_ready()
+        except BaseException:
+            self._finalizer()
+            raise
 
     @property
     def url(self) -> str:
