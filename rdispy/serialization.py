@@ -17,10 +17,29 @@ from rdispy.errors import DeserializationError, RemoteError, SerializationError
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 
+#: Types the standard pickler handles exactly as cloudpickle does (by value, nothing by
+#: reference): calls made only of these skip cloudpickle's slower pure-Python reducer hooks.
+_PLAIN = frozenset((type(None), bool, int, float, complex, str, bytes))
+
+
+def _plain(obj: Any, depth: int = 3) -> bool:
+    """True for a small nest of tuples, lists and dicts of plain values."""
+    kind = type(obj)
+    if kind in _PLAIN:
+        return True
+    if depth == 0 or kind not in (tuple, list, dict) or len(obj) > 16:
+        return False
+    for item in obj.items() if kind is dict else obj:
+        if type(item) not in _PLAIN and not _plain(item, depth - 1):
+            return False
+    return True
+
 
 def dumps(obj: Any, what: str = "object", job_id: str | None = None) -> bytes:
     """Pickle with cloudpickle; SerializationError names what could not be pickled and why."""
     try:
+        if _plain(obj):
+            return pickle.dumps(obj, protocol=PROTOCOL)
         data: bytes = cloudpickle.dumps(obj, protocol=PROTOCOL)
     except Exception as exc:
         raise SerializationError(
@@ -40,7 +59,10 @@ class Sink(Protocol):
 def dump(obj: Any, sink: Sink, what: str = "object", job_id: str | None = None) -> None:
     """Pickle like ``dumps`` straight into ``sink`` (large buffers are written without a copy)."""
     try:
-        cloudpickle.CloudPickler(sink, protocol=PROTOCOL).dump(obj)
+        if _plain(obj):
+            pickle.Pickler(sink, protocol=PROTOCOL).dump(obj)
+        else:
+            cloudpickle.CloudPickler(sink, protocol=PROTOCOL).dump(obj)
     except Exception as exc:
         raise SerializationError(
             f"cannot pickle the {what} ({type(exc).__name__}: {exc}); "

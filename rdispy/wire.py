@@ -48,7 +48,7 @@ def encode(fields: Mapping[str, object]) -> Fields:
     out: Fields = {b"v": VERSION}
     for key, value in fields.items():
         if value is not None:
-            out[key.encode()] = _b(value)
+            out[key.encode()] = value if type(value) is bytes else str(value).encode()
     return out
 
 

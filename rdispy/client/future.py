@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 EventListener = Callable[["RemoteFuture", str, Any], None]
 
 _END = object()
+#: Guards the lazy creation of futures' update queues (rare: one lock for all futures).
+_UPDATES_LOCK = threading.Lock()
 
 
 class RemoteFuture(Future[Any]):
@@ -40,9 +42,8 @@ class RemoteFuture(Future[Any]):
         self.end_time: float | None = None  # node-local wall clock
         self.stdout: str = ""
         self.stderr: str = ""
-        self._listeners: list[EventListener] = []
+        self._listeners: list[EventListener] | None = None
         self._updates: queue.SimpleQueue[Any] | None = None
-        self._updates_lock = threading.Lock()
 
     def cancel(self) -> bool:
         """Cancel the job if no consumer has taken it yet; True means it will never run."""
@@ -53,15 +54,17 @@ class RemoteFuture(Future[Any]):
         return super().cancel()
 
     def add_event_listener(self, listener: EventListener) -> None:
+        if self._listeners is None:
+            self._listeners = []
         self._listeners.append(listener)
 
     def notify(self, kind: str, value: Any) -> None:
         """Deliver one event from the job (called by the dispatcher's listener thread)."""
         if kind == "prov":
-            with self._updates_lock:
+            with _UPDATES_LOCK:
                 if self._updates is not None:
                     self._updates.put(value)
-        for listener in self._listeners:
+        for listener in self._listeners or ():
             listener(self, kind, value)
 
     def updates(self, timeout: float | None = None) -> Iterator[Any]:
@@ -70,7 +73,7 @@ class RemoteFuture(Future[Any]):
         Start iterating before the job runs to see them all; ``timeout`` bounds the wait for
         each next one (TimeoutError).
         """
-        with self._updates_lock:
+        with _UPDATES_LOCK:
             if self._updates is None:
                 self._updates = queue.SimpleQueue()
                 self.add_done_callback(lambda _: self._updates.put(_END) if self._updates else None)
