@@ -30,6 +30,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import tempfile
 import uuid
 from pathlib import Path
@@ -57,6 +58,9 @@ def base_dir() -> Path:
     root = shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
     folder = root / f"rdispy-handoff-{os.getuid()}"
     folder.mkdir(mode=0o700, exist_ok=True)
+    st = folder.lstat()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise PermissionError(f"{folder} is not a private folder of this user; not using it")
     return folder
 
 
@@ -160,9 +164,13 @@ class Spool:
 def local_folder(address: bytes) -> Path | None:
     """The folder an ``sm`` field names, when it is on this host (same identity), else None."""
     host, _, name = address.partition(b":")
-    if not enabled() or host.decode() != host_id() or not wire.is_file_name(name):
+    try:
+        if not enabled() or host.decode() != host_id() or not wire.is_file_name(name):
+            return None
+        return base_dir() / name.decode()
+    except (OSError, UnicodeDecodeError) as exc:
+        log.debug("no same-host handoff here: %s", exc)
         return None
-    return base_dir() / name.decode()
 
 
 def result_name() -> str:
