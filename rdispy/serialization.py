@@ -24,15 +24,26 @@ _PLAIN = frozenset((type(None), bool, int, float, complex, str, bytes))
 
 def _plain(obj: Any, depth: int = 3) -> bool:
     """True for a small nest of tuples, lists and dicts of plain values."""
+    return plain_size(obj, depth) >= 0
+
+
+def plain_size(obj: Any, depth: int = 3) -> int:
+    """Bytes of the str and bytes in a small nest of tuples, lists and dicts of plain values
+    (about what its pickle takes); -1 when ``obj`` is not such a nest."""
     kind = type(obj)
+    if kind is str or kind is bytes:
+        return len(obj)
     if kind in _PLAIN:
-        return True
+        return 8
     if depth == 0 or kind not in (tuple, list, dict) or len(obj) > 16:
-        return False
+        return -1
+    total = 0
     for item in obj.items() if kind is dict else obj:
-        if type(item) not in _PLAIN and not _plain(item, depth - 1):
-            return False
-    return True
+        size = plain_size(item, depth - 1)
+        if size < 0:
+            return -1
+        total += size
+    return total
 
 
 def dumps(obj: Any, what: str = "object", job_id: str | None = None) -> bytes:
