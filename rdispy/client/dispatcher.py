@@ -180,8 +180,12 @@ class Dispatcher:
     def _arguments(self, call: Any, seq: int, job_id: str) -> dict[str, object]:
         """Payload fields of one job: pickled inline, or (large, with a same-host folder)
         pickled straight into a handoff file that the entry names."""
-        if self.handoff is None or 0 <= serialization.plain_size(call) < handoff.MIN_BYTES // 2:
-            payload = serialization.dumps(call, "arguments", job_id)
+        small = 0 <= serialization.plain_size(call) < handoff.MIN_BYTES // 2
+        if small or self.handoff is None:
+            if small:
+                payload = serialization.dumps_plain(call)
+            else:
+                payload = serialization.dumps(call, "arguments", job_id)
             wire.check_size(payload, self.max_payload, job_id)
             if self.handoff is None:
                 return {"p": payload}
