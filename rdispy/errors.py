@@ -21,6 +21,7 @@
      │    ├── JobAbandoned            the job may not be re-run and its attempt was lost
      │    └── JobLost                 the job's entry was deleted from Redis before it ran
      ├── NoNodesError                 no node is registered to run jobs
+ ├── ActionError                  a monitor action cannot be done (unknown or ended job/node)
      └── ExecutorBroken               (also concurrent.futures.BrokenExecutor) client cannot go on
 
 A job's own exception is re-raised as its own type, with the remote traceback attached as
@@ -34,6 +35,10 @@ from concurrent.futures import BrokenExecutor
 
 class RdispyError(Exception):
     """Root of every rdispy error."""
+
+
+class ActionError(RdispyError):
+    """An operator's action (cancel a job, drain a node) cannot be done; the message says why."""
 
 
 class ConfigError(RdispyError):

@@ -13,8 +13,11 @@ key                            type     holds                                   
 ``scheduler``                  string   a fair scheduler is running                 a few seconds
 ``results:<client>``           stream   results/events for one client               read entries
                                                                                     deleted; TTL
-``job:<job id>``               hash     state (st), attempt token (a), count (n)    JOB_TTL
+``job:<job id>``               hash     state (st), attempt token (a), count (n),   JOB_TTL
+                                        its last attempts (h*, JSON each)
+``recent``                     stream   attempts that ended lately (JSON)           MAXLEN ~1000
 ``client:<client>``            hash     a client's pid, host, last seen             RESULT_TTL
+``clients``                    zset     client id -> last seen                      pruned
 ``blob:<sha256>``              string   pickled function or file                    BLOB_TTL
 ``node:<name>``                hash     node record, refreshed by heartbeat         3 heartbeats
 ``nodes``                      zset     node name -> last heartbeat (node's clock)  pruned
@@ -22,6 +25,7 @@ key                            type     holds                                   
 ``deadletters``                stream   refused entries and the reason              MAXLEN ~1000
 ``control``                    stream   signed control messages (cancel)            MAXLEN ~1000
 ``counters``                   hash     cluster-wide counters (deadletters, ...)    a few fields
+``latency``                    hash     job latency histogram (bucket -> count)     a few fields
 =============================  =======  ==========================================  ==============
 """
 
@@ -76,8 +80,25 @@ class Keys:
         return f"{self.base}:results:{client_id}"
 
     def job(self, job_id: str) -> str:
-        """State of one job: st (queued/running/done/cancelled), a (attempt token), n (attempts)."""
+        """State of one job: st ("done" once ended), n (attempts lost), o (how it ended without
+        a published result) and its attempt history (fields h*, see ``rdispy.attempts``)."""
         return f"{self.base}:job:{job_id}"
+
+    @property
+    def recent(self) -> str:
+        """Capped stream of attempts that ended lately (field ``a``: the attempt's JSON)."""
+        return f"{self.base}:recent"
+
+    @property
+    def clients(self) -> str:
+        """Sorted set of client ids scored by when each last touched its record."""
+        return f"{self.base}:clients"
+
+    @property
+    def latency(self) -> str:
+        """Histogram of job latency, submit to result received: upper bound -> count, plus
+        ``sum`` (seconds) and ``count``."""
+        return f"{self.base}:latency"
 
     def client(self, client_id: str) -> str:
         """Record of a connected client (pid, host, last seen); expires when it goes away."""

@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,28 @@ def kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
         os.killpg(pid, sig)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, sig)
+
+
+try:
+    import resource as _resource
+except ImportError:  # not a Unix
+    _resource = None  # type: ignore[assignment]
+
+#: ru_maxrss is in KiB on Linux, in bytes on macOS.
+_RSS_DIVISOR = 1024 if sys.platform == "darwin" else 1
+
+
+def peak_rss_kib(usage: Any = None) -> int | None:
+    """Peak resident memory in KiB from ``usage`` (a ``resource.struct_rusage``; default: this
+    process so far, or the largest of its waited-for children), or None where it cannot be
+    measured.  Cheap (two getrusage calls): consumers call it after every job."""
+    if usage is not None:
+        return int(usage.ru_maxrss // _RSS_DIVISOR)
+    if _resource is None:
+        return None
+    own = _resource.getrusage(_resource.RUSAGE_SELF).ru_maxrss
+    children = _resource.getrusage(_resource.RUSAGE_CHILDREN).ru_maxrss
+    return int(max(own, children) // _RSS_DIVISOR)
 
 
 def describe_status(status: int) -> str:

@@ -5,7 +5,9 @@ cluster's hash tag).  Who may act on a job entry is decided by the consumer grou
 entries list (PEL): a consumer owns an entry from delivery until it publishes; when a dead
 consumer's entry is requeued it gets a new id, so the old owner's late publish finds nothing it
 owns and is dropped.  The job record ``job:<id>`` holds ``st`` ("done" once a result was
-published, so a duplicate entry can never publish twice) and ``n`` (attempts lost so far).
+published, so a duplicate entry can never publish twice), ``n`` (attempts lost so far), ``o``
+(how it ended when no result was published: "failed", "cancelled") and the job's attempt
+history (``hr``, ``h<i>``, ``hd<i>``: see rdispy.attempts).
 """
 
 from __future__ import annotations
@@ -13,24 +15,63 @@ from __future__ import annotations
 import redis
 from redis.commands.core import Script
 
-# KEYS[1] jobs stream, KEYS[2] job record, KEYS[3] client's result stream
-# ARGV[1] group, ARGV[2] entry id, ARGV[3] consumer name, ARGV[4] result ttl,
-# ARGV[5..] result fields (name, value, ...)
+from rdispy.attempts import ATTEMPTS_KEPT, RECENT_KEPT
+
+# Records one attempt (ARGV index ``a``, JSON; '' records nothing) in the job record (KEYS[2]) as
+# field ``field`` and in the recent stream (KEYS index ``r``).  Fields: ``hr`` the attempt whose
+# result was published, ``h<i>`` lost attempts (i = attempts lost so far, a ring of
+# ATTEMPTS_KEPT), ``hd<i>`` attempts whose result was dropped (another attempt had taken over).
+_RECORD = f"""
+local function record(field, r, a)
+  if ARGV[a] == '' then return end
+  redis.call('HSET', KEYS[2], field, ARGV[a])
+  redis.call('XADD', KEYS[r], 'MAXLEN', '~', {RECENT_KEPT}, '*', 'a', ARGV[a])
+end
+local function ring(i) return ((tonumber(i) - 1) % {ATTEMPTS_KEPT}) + 1 end
+local function dropped(r, a, ttl)
+  if ARGV[a] == '' then return end
+  local i = ring(redis.call('HINCRBY', KEYS[2], 'nd', 1))
+  redis.call('HSET', KEYS[2], 'hd' .. i, ARGV[a])
+  redis.call('EXPIRE', KEYS[2], ttl)
+  redis.call('XADD', KEYS[r], 'MAXLEN', '~', {RECENT_KEPT}, '*', 'a', ARGV[a], 'd', '1')
+end
+"""
+
+# KEYS[1] jobs stream, KEYS[2] job record, KEYS[3] client's result stream, KEYS[4] counters,
+# KEYS[5] recent attempts stream
+# ARGV[1] group, ARGV[2] entry id, ARGV[3] consumer name, ARGV[4] result ttl, ARGV[5] the
+# attempt (JSON, or ''), ARGV[6] the counter to raise ("finished" or "failed"),
+# ARGV[7..] result fields (name, value, ...)
 # Publishes the result and acknowledges the entry, only if the consumer still owns it and no
 # result was published for the job yet.  Returns 1 published; -1 dropped because the job was taken
 # over (a settle charged it a lost attempt: this node was declared dead); 0 dropped otherwise (a
-# duplicate, or a server that lost the entry, e.g. one that restarted empty).
-PUBLISH = """
-if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1, ARGV[3]) == 0 then
-  if redis.call('HEXISTS', KEYS[2], 'n') == 1 then return -1 end
+# duplicate, or a server that lost the entry, e.g. one that restarted empty).  A dropped attempt
+# is still recorded (hd<i>).
+PUBLISH = f"""
+local owned = #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1, ARGV[3]) > 0
+local taken = not owned and redis.call('HEXISTS', KEYS[2], 'n') == 1
+if owned then
+  redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+  redis.call('XDEL', KEYS[1], ARGV[2])
+end
+if not owned or redis.call('HSETNX', KEYS[2], 'st', 'done') == 0 then
+  if ARGV[5] ~= '' then
+    local i = ((redis.call('HINCRBY', KEYS[2], 'nd', 1) - 1) % {ATTEMPTS_KEPT}) + 1
+    redis.call('HSET', KEYS[2], 'hd' .. i, ARGV[5])
+    redis.call('EXPIRE', KEYS[2], ARGV[4])
+    redis.call('XADD', KEYS[5], 'MAXLEN', '~', {RECENT_KEPT}, '*', 'a', ARGV[5], 'd', '1')
+  end
+  if taken then return -1 end
   return 0
 end
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[1], ARGV[2])
-if redis.call('HSETNX', KEYS[2], 'st', 'done') == 0 then return 0 end
+if ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[2], 'hr', ARGV[5])
+  redis.call('XADD', KEYS[5], 'MAXLEN', '~', {RECENT_KEPT}, '*', 'a', ARGV[5])
+end
 redis.call('EXPIRE', KEYS[2], ARGV[4])
-redis.call('XADD', KEYS[3], '*', unpack(ARGV, 5))
+redis.call('XADD', KEYS[3], '*', unpack(ARGV, 7))
 redis.call('EXPIRE', KEYS[3], ARGV[4])
+redis.call('HINCRBY', KEYS[4], ARGV[6], 1)
 return 1
 """
 
@@ -82,13 +123,16 @@ redis.call('XADD', KEYS[1], '*', unpack(entry[1][2]))
 return 1
 """
 
-# KEYS[1] jobs stream, KEYS[2] job record, KEYS[3] client's result stream
+# KEYS[1] jobs stream, KEYS[2] job record, KEYS[3] client's result stream, KEYS[4] counters,
+# KEYS[5] recent attempts stream
 # ARGV[1] group, ARGV[2] entry id, ARGV[3] 1 if the lost attempt counts against the job,
-# ARGV[4] max retries, ARGV[5] ttl, ARGV[6..] the "lost" result fields to publish if the job
-# may not run again.
+# ARGV[4] max retries, ARGV[5] ttl, ARGV[6] the lost attempt (JSON, or ''), ARGV[7..] the "lost"
+# result fields to publish if the job may not run again.
 # Settles a pending entry of a dead consumer.  Returns 1 requeued, 2 failed (result published),
 # 0 nothing to do (entry gone or job already done).
-RECOVER = """
+RECOVER = (
+    _RECORD
+    + """
 local entry = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
@@ -96,17 +140,62 @@ if #entry == 0 or redis.call('HGET', KEYS[2], 'st') == 'done' then return 0 end
 local lost = tonumber(redis.call('HGET', KEYS[2], 'n') or '0')
 if ARGV[3] == '1' then
   lost = redis.call('HINCRBY', KEYS[2], 'n', 1)
+  record('h' .. ring(lost), 5, 6)
   redis.call('EXPIRE', KEYS[2], ARGV[5])
 end
 if lost <= tonumber(ARGV[4]) then
   redis.call('XADD', KEYS[1], '*', unpack(entry[1][2]))
+  if ARGV[3] == '1' then redis.call('HINCRBY', KEYS[4], 'retried', 1) end
   return 1
 end
-redis.call('HSET', KEYS[2], 'st', 'done')
+redis.call('HSET', KEYS[2], 'st', 'done', 'o', 'failed')
 redis.call('EXPIRE', KEYS[2], ARGV[5])
-redis.call('XADD', KEYS[3], '*', unpack(ARGV, 6))
+redis.call('XADD', KEYS[3], '*', unpack(ARGV, 7))
 redis.call('EXPIRE', KEYS[3], ARGV[5])
+redis.call('HINCRBY', KEYS[4], 'failed', 1)
 return 2
+"""
+)
+
+# KEYS[1] the stream holding the entry, KEYS[2] job record, KEYS[3] client's result stream,
+# KEYS[4] counters
+# ARGV[1] group, ARGV[2] entry id, ARGV[3] ttl, ARGV[4..] the "cancelled" result fields
+# Withdraws a job no consumer has been handed yet and tells its client (the monitor's cancel;
+# a client cancelling its own job uses CANCEL).  Returns 1 withdrawn, 0 a consumer has it (stop
+# it on its node instead) or it is gone, 2 it was a duplicate of a finished job (deleted).
+WITHDRAW = """
+local ok, pending = pcall(redis.call, 'XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+if ok and #pending > 0 then return 0 end
+if redis.call('XDEL', KEYS[1], ARGV[2]) == 0 then return 0 end
+if redis.call('HSETNX', KEYS[2], 'st', 'done') == 0 then return 2 end
+redis.call('HSET', KEYS[2], 'o', 'cancelled')
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+redis.call('XADD', KEYS[3], '*', unpack(ARGV, 4))
+redis.call('EXPIRE', KEYS[3], ARGV[3])
+redis.call('HINCRBY', KEYS[4], 'cancelled', 1)
+return 1
+"""
+
+# KEYS[1] a stream
+# ARGV[1] first id (inclusive, or "(id" exclusive), ARGV[2] last id, ARGV[3] most entries,
+# ARGV[4] a job id to look for ('' for none), ARGV[5..] field names
+# Reads entries without sending their payloads.  Returns {rows, last id read ('' if none)}:
+# one row {id, value of each named field} per entry, in order; with a job id, only the first
+# entry of that job among those read.
+PEEK = """
+local out, last = {}, ''
+for _, entry in ipairs(redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[2], 'COUNT', ARGV[3])) do
+  last = entry[1]
+  local fields = {}
+  for i = 1, #entry[2], 2 do fields[entry[2][i]] = entry[2][i + 1] end
+  if ARGV[4] == '' or fields['id'] == ARGV[4] then
+    local row = {entry[1]}
+    for i = 5, #ARGV do row[#row + 1] = fields[ARGV[i]] or '' end
+    out[#out + 1] = row
+    if ARGV[4] ~= '' then break end
+  end
+end
+return {out, last}
 """
 
 # KEYS[1] client's result stream, KEYS[2] client's record
@@ -155,3 +244,5 @@ class Scripts:
         self.move: Script = client.register_script(MOVE)
         self.provisional: Script = client.register_script(PROVISIONAL)
         self.lease: Script = client.register_script(LEASE)
+        self.withdraw: Script = client.register_script(WITHDRAW)
+        self.peek: Script = client.register_script(PEEK)

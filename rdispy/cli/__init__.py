@@ -92,13 +92,15 @@ def main(verbose: int, quiet: bool) -> None:
 
 
 def _register() -> None:
-    from rdispy.cli import relay, scheduler, server, submit, worker
+    from rdispy.cli import monitor, relay, scheduler, server, status, submit, worker
 
     main.add_command(worker.worker)
     main.add_command(server.server)
     main.add_command(scheduler.scheduler)
     main.add_command(submit.submit)
     main.add_command(relay.relay)
+    main.add_command(status.status)
+    main.add_command(monitor.monitor)
 
 
 _register()

@@ -53,10 +53,11 @@ class JobCluster:
     Arguments dispy uses for its own networking (``ip_addr``, ``port``, ``node_port``,
     ``ext_ip_addr``, ``ping_interval``, ``keyfile``, ``certfile``, ...) are accepted and have no
     effect: Redis carries all traffic.  rdispy adds ``redis_url`` (None: the embedded default
-    with ``cpus`` local consumers), ``cluster``, ``max_retries``, a default job ``timeout``, and
+    with ``cpus`` local consumers), ``cluster``, ``max_retries``, a default job ``timeout``,
     ``collect_files``: with a program computation, each job runs in a folder of its own and its
     result is a ``ProgramRun`` (exit code and the files the program created there) instead of
-    the exit code.
+    the exit code, and ``monitor`` (True or a port: serve the web monitor from this process
+    until ``close()``).
     """
 
     def __init__(
@@ -82,6 +83,7 @@ class JobCluster:
         cpus: int | None = None,
         node_wait: float = 10.0,
         collect_files: bool = False,
+        monitor: bool | int | None = None,
         **dispy_networking: Any,
     ) -> None:
         if loglevel is not None:
@@ -121,9 +123,16 @@ class JobCluster:
                 max_retries,
                 reentrant,
             )
+            self._monitor = None
+            if monitor is not None and monitor is not False:
+                from rdispy.monitor.web import start_monitor
+
+                self._monitor = start_monitor(monitor, redis_url, cluster, secret=secret or None)
         except BaseException:
             if getattr(self, "_dispatcher", None) is not None:  # its threads would outlive us
                 self._dispatcher.close()
+            if getattr(self, "_events", None) is not None:
+                self._events.put(_STOP)
             if self._local is not None:
                 self._local.close(drain=False)
             raise
@@ -567,6 +576,11 @@ class JobCluster:
         """The Redis URL of the cluster (the private socket for the embedded default)."""
         return self._dispatcher.url
 
+    @property
+    def monitor_url(self) -> str | None:
+        """The web monitor's address when started with ``monitor=``."""
+        return self._monitor.url if self._monitor is not None else None
+
     def status(self) -> ClusterStatus:
         """The live nodes and how many of this cluster's jobs have not ended."""
         return ClusterStatus(self.nodes(), len(self._pending))
@@ -653,6 +667,8 @@ class JobCluster:
                 self.cancel(job)
         self.wait(timeout)
         self._closed = True
+        if self._monitor is not None:
+            self._monitor.stop()
         self._dispatcher.end_session(self.session, remove_files=bool(self._cleanup))
         self._dispatcher.close()
         self._events.put(_STOP)

@@ -22,12 +22,13 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import redis
 
-from rdispy import connection, defaults, handoff, serialization, wire
+from rdispy import connection, defaults, handoff, serialization, stats, wire
 from rdispy.client.future import RemoteFuture
 from rdispy.errors import (
     BrokerError,
@@ -112,6 +113,7 @@ class Dispatcher:
         self._sent: dict[str, wire.Fields] = {}
         self._blob_data: dict[str, bytes] = {}
         self.periodic: list[Callable[[], None]] = []  # run by the listener every CHECK_INTERVAL
+        self._latency = stats.LatencyTally()  # results received, flushed with their deletion
         self._outbox: deque[_Outgoing] = deque()
         self._uncertain: set[str] = set()  # jobs whose send failed after it may have arrived
         self._send_lock = threading.Lock()  # held while items leave the outbox for Redis
@@ -313,6 +315,9 @@ class Dispatcher:
                 assert isinstance(item, dict)
                 stream = target.stream
                 commands.append(("XADD", stream, "*", *itertools.chain(*item.items())))
+        jobs = sum(isinstance(target, RemoteFuture) for target, _ in batch)
+        if jobs:
+            commands.append(("HINCRBY", self.keys.counters, stats.SUBMITTED, jobs))
         if time.monotonic() - self._blobs_touched > defaults.BLOB_TTL / 4:
             for _, digest in self._functions.values():
                 commands.append(("EXPIRE", self.keys.blob(digest), defaults.BLOB_TTL))
@@ -490,8 +495,10 @@ class Dispatcher:
                 )
                 commands: list[tuple[Any, ...]] = [read]
                 if collected and (len(collected) >= 512 or not self._futures):
-                    # read results leave, in the same write as the next read
-                    commands.insert(0, ("XDEL", self.results_key, *collected))
+                    # read results leave, in the same write as the next read; their latencies
+                    # go to the cluster's histogram
+                    tally = self._latency.commands(self.keys.latency)
+                    commands[:0] = [("XDEL", self.results_key, *collected), *tally]
                     collected = []
                 reply = reader.pipeline(commands, timeout=defaults.SOCKET_TIMEOUT)[-1]
                 backoff = 0.05
@@ -535,6 +542,9 @@ class Dispatcher:
         pipe.expire(key, defaults.RESULT_TTL)
         pipe.hget(self.keys.counters, "lost")
         pipe.hget(key, "dropped")
+        now = time.time()
+        pipe.zadd(self.keys.clients, {self.client_id: now})
+        pipe.zremrangebyscore(self.keys.clients, 0, now - defaults.RESULT_TTL)
         replies = pipe.execute()
         self._lost_now = int(replies[3] or 0)
         dropped = int(replies[4] or 0)
@@ -631,11 +641,15 @@ class Dispatcher:
         if kind in EVENT_KINDS:
             self._event(job_id, kind, fields)
             return
-        self._remove_handoff(self._sent.pop(job_id, None), job_id)
+        sent = self._sent.pop(job_id, None)
+        self._remove_handoff(sent, job_id)
         future = self._futures.pop(job_id, None)
         if future is None or future.done():
             log.debug("result for unknown or finished job %s ignored", job_id)
             return
+        if sent is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self._latency.add(time.time() - float(sent[b"t"]))
         future.ip_addr = fields.get(b"ip", b"").decode(errors="replace") or None
         future.node = fields.get(b"node", b"").decode(errors="replace") or None
         try:
@@ -653,6 +667,11 @@ class Dispatcher:
                 future.set_exception(serialization.load_exception(fields[b"p"], job_id))
             elif kind == b"lost":
                 future.set_exception(lost_error(fields, job_id))
+            elif kind == b"cancelled":  # withdrawn from its queue by someone else (the monitor)
+                if not Future.cancel(future):
+                    future.set_exception(JobTerminated(_text(fields, b"why"), job_id))
+                else:
+                    future.set_running_or_notify_cancel()
             else:
                 future.set_exception(BrokerError(f"job {job_id}: unknown result kind {kind!r}"))
         except RdispyError as exc:
@@ -759,6 +778,10 @@ def _handoff_folder(client_id: str) -> handoff.Folder | None:
     except OSError as exc:
         log.warning("same-host handoff unavailable (%s); large payloads go through Redis", exc)
         return None
+
+
+def _text(fields: dict[bytes, bytes], name: bytes) -> str:
+    return fields.get(name, b"").decode(errors="replace")
 
 
 def _seq_of(job_id: str) -> int:

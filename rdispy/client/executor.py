@@ -58,6 +58,9 @@ class Executor(_StdExecutor):
         max_payload: largest pickled arguments of one job, in bytes.
         client_id: reattach as this (crashed) client to collect its jobs (``recover_jobs``).
         dest_path: folder for files that jobs send with ``rdispy.send_file``.
+        monitor: serve the web monitor of the cluster from this process while the executor is
+            open: True on port 8181 of loopback, a port number (0: any free port) on that port
+            (see ``monitor_url``).
     """
 
     def __init__(
@@ -73,6 +76,7 @@ class Executor(_StdExecutor):
         connect_timeout: float = 10.0,
         client_id: str | None = None,
         dest_path: str | os.PathLike[str] | None = None,
+        monitor: bool | int | None = None,
     ) -> None:
         if max_workers is not None and max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
@@ -93,7 +97,10 @@ class Executor(_StdExecutor):
                 client_id=client_id,
                 dest_path=dest_path,
             )
+            self._monitor = _start_monitor(monitor, redis_url, keys, secret)
         except BaseException:
+            if getattr(self, "_dispatcher", None) is not None:
+                self._dispatcher.close()
             if self._local is not None:
                 self._local.close(drain=False)
             raise
@@ -104,6 +111,11 @@ class Executor(_StdExecutor):
     def url(self) -> str:
         """The Redis URL of the cluster (the private socket for the embedded default)."""
         return self._dispatcher.url
+
+    @property
+    def monitor_url(self) -> str | None:
+        """The web monitor's address when started with ``monitor=``."""
+        return self._monitor.url if self._monitor is not None else None
 
     @property
     def client_id(self) -> str:
@@ -234,6 +246,8 @@ class Executor(_StdExecutor):
             for future in self._dispatcher.pending():
                 with contextlib.suppress(CancelledError):
                     future.exception()
+        if self._monitor is not None:
+            self._monitor.stop()
         self._dispatcher.close()
         if self._local is not None:
             self._local.close(drain=wait)
@@ -246,6 +260,8 @@ class Executor(_StdExecutor):
     def __del__(self) -> None:
         if getattr(self, "_shutdown", True) is False and getattr(self, "_local", None) is not None:
             self._shutdown = True
+            if self._monitor is not None:
+                self._monitor.stop()
             self._dispatcher.close()
             assert self._local is not None
             self._local.close(drain=False)
@@ -253,6 +269,15 @@ class Executor(_StdExecutor):
 
 def _count_calls(bar: Progress, calls: int, _: Future[Any]) -> None:
     bar.update(calls)
+
+
+def _start_monitor(setting: bool | int | None, url: str, keys: Keys, secret: str | None) -> Any:
+    """The in-process web monitor (imported only when asked for: aiohttp takes a while)."""
+    if setting is None or setting is False:
+        return None
+    from rdispy.monitor.web import start_monitor
+
+    return start_monitor(setting, url, keys.cluster, keys.prefix, secret)
 
 
 __all__ = ["Executor", "Future", "RemoteFuture"]

@@ -29,12 +29,13 @@ from typing import Any, NoReturn
 
 import redis
 
-from rdispy import connection, defaults, handoff, processes, serialization, wire
+from rdispy import attempts, connection, defaults, handoff, processes, serialization, stats, wire
 from rdispy.errors import DeserializationError, JobError, ProtocolError
 from rdispy.keys import CONSUMER_GROUP, Keys
 from rdispy.link import Entry, Link, all_stream_entries, deleted_entries
 from rdispy.scripts import Scripts
 from rdispy.worker import context, runner
+from rdispy.worker.recovery import ConsumerName
 from rdispy.worker.slots import ClosedSessions, Slots
 from rdispy.worker.workspace import Workspace
 
@@ -46,6 +47,10 @@ HOARD_LIMIT = 0.02
 SETUP_BOUNCES = 3
 #: Seconds a consumer that cannot read a job's argument file waits for its client to upload it.
 HANDOFF_WAIT = 30.0
+
+
+#: What the attempt record of a finished job needs: job id, start, end, ok, error text.
+_Attempt = tuple[str, float, float, bool, str]
 
 
 class _SetupFailed(Exception):
@@ -147,8 +152,17 @@ class Consumer:
         # after a Redis outage, entries still pending under our name (a batch cut short, or a
         # publish the server lost in a restart) are read again from our backlog before new ones
         self._backlog = False
-        self._publishes: list[tuple[Entry, str, wire.Fields]] = []
+        self._publishes: list[tuple[Entry, str, wire.Fields, _Attempt]] = []
         self.streams = [self.keys.node_jobs(config.node), self.keys.jobs]
+        parsed = ConsumerName.parse(name)
+        self._attempt = attempts.Template(
+            {
+                "node": config.node,
+                "incarnation": parsed.incarnation if parsed else None,
+                "slot": index,
+                "pid": os.getpid(),
+            }
+        )
 
     def stop(self, *_: object) -> None:
         self.stopping = True
@@ -267,7 +281,7 @@ class Consumer:
             maxlen=1000,
             approximate=True,
         )
-        pipe.hincrby(self.keys.counters, "deadletters", 1)
+        pipe.hincrby(self.keys.counters, stats.DEADLETTERS, 1)
         pipe.xack(entry.stream, CONSUMER_GROUP, entry.eid)
         pipe.xdel(entry.stream, entry.eid)
         pipe.execute()
@@ -332,7 +346,7 @@ class Consumer:
         time.sleep(0.05)  # let a node whose setup worked take it first
         return True
 
-    def _execute(self, entry: Entry) -> tuple[Entry, str, wire.Fields]:
+    def _execute(self, entry: Entry) -> tuple[Entry, str, wire.Fields, _Attempt]:
         eid, fields = entry.eid, entry.fields
         job_id = fields[b"id"].decode()
         client = fields[b"c"].decode()
@@ -379,7 +393,8 @@ class Consumer:
                 "err": outcome.stderr or None,
             }
         )
-        return entry, client, self.signer.sign(results_key, result)
+        attempt = (job_id, outcome.started, outcome.ended, outcome.kind == "ok", outcome.error)
+        return entry, client, self.signer.sign(results_key, result), attempt
 
     def _out_of_memory(self, job_id: str) -> NoReturn:
         """The job hit the memory limit: publish what the batch finished, then exit so that the
@@ -413,7 +428,13 @@ class Consumer:
                 raise
             now = time.time()
             return runner.Outcome(
-                "exc", serialization.dump_exception(exc, job_id), "", "", now, now
+                "exc",
+                serialization.dump_exception(exc, job_id),
+                "",
+                "",
+                now,
+                now,
+                runner.error_text(exc),
             )
 
     def _arguments(self, fields: dict[bytes, bytes], job_id: str) -> bytes:
@@ -570,17 +591,27 @@ class Consumer:
         if not self._publishes:
             return
         calls = []
-        for entry, client, result in self._publishes:
-            job_id = result[b"id"].decode()
+        keys = self.keys
+        rss = processes.peak_rss_kib()  # a high-water mark: once per batch is as good
+        for entry, client, result, (job_id, started, ended, ok, error) in self._publishes:
+            attempt = self._attempt.render(job_id, started, ended, ok, error, rss)
             flat = [x for pair in result.items() for x in pair]
+            counter = stats.FINISHED if ok else stats.FAILED
             calls.append(
                 (
-                    [entry.stream, self.keys.job(job_id), self.keys.results(client)],
-                    [CONSUMER_GROUP, entry.eid, self.name, defaults.RESULT_TTL, *flat],
+                    [
+                        entry.stream,
+                        keys.job(job_id),
+                        keys.results(client),
+                        keys.counters,
+                        keys.recent,
+                    ],
+                    [CONSUMER_GROUP, entry.eid, self.name, defaults.RESULT_TTL, attempt, counter]
+                    + flat,
                 )
             )
         published = self.link.run_scripts(self.scripts.publish, calls)
-        for (entry, _, result), outcome in zip(self._publishes, published, strict=True):
+        for (entry, _, result, _), outcome in zip(self._publishes, published, strict=True):
             if outcome == 1:
                 continue
             if b"pf" in result:  # a result file nobody will read

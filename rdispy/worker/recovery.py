@@ -19,13 +19,22 @@ from typing import Any
 
 import redis
 
-from rdispy import defaults, wire
+from rdispy import attempts, defaults, wire
 from rdispy.keys import CONSUMER_GROUP, Keys
 from rdispy.scripts import Scripts
 
 log = logging.getLogger(__name__)
 
 SEPARATOR = "/"
+
+#: Attempt outcome of each cause of a lost attempt (see rdispy.attempts).
+_OUTCOMES = {
+    "crash": "crashed",
+    "node": "node lost",
+    "timeout": "timeout",
+    "cancel": "cancelled",
+    "memory": "out of memory",
+}
 
 
 @dataclass(frozen=True)
@@ -66,13 +75,14 @@ class Recoverer:
         cause: str = "crash",
         final: bool = False,
         node_back: bool = False,
+        attempt: dict[str, Any] | None = None,
     ) -> int:
         """Settle every pending entry of ``consumer``, in the shared stream and in its node's own
         stream; ``running`` is the entry it was running (None when unknown: then its oldest
-        pending entry is charged).  Jobs placed on a node that was lost fail with NodeLost:
-        requeued into that node's stream they would wait for a node that is gone (unless
-        ``node_back``: the node restarted and settles its own predecessor's entries).
-        Returns the entries settled."""
+        pending entry is charged, and ``attempt``, what is known of how it ended, is recorded).
+        Jobs placed on a node that was lost fail with NodeLost: requeued into that node's stream
+        they would wait for a node that is gone (unless ``node_back``: the node restarted and
+        settles its own predecessor's entries).  Returns the entries settled."""
         name = ConsumerName.parse(consumer)
         streams = [self.keys.jobs] + ([self.keys.node_jobs(name.node)] if name else [])
         pending: list[tuple[str, bytes]] = []
@@ -90,7 +100,13 @@ class Recoverer:
             charged = eid == running
             pinned_to_lost_node = cause == "node" and not node_back and stream != self.keys.jobs
             self.settle_entry(
-                stream, eid, charged, why, cause, final=(final and charged) or pinned_to_lost_node
+                stream,
+                eid,
+                charged,
+                why,
+                cause,
+                final=(final and charged) or pinned_to_lost_node,
+                attempt=attempt if charged else None,
             )
         for stream in streams:
             with contextlib.suppress(redis.ResponseError):
@@ -105,9 +121,11 @@ class Recoverer:
         why: str,
         cause: str = "crash",
         final: bool = False,
+        attempt: dict[str, Any] | None = None,
     ) -> int:
         """Requeue (1) or fail (2) one pending entry; 0 when there was nothing left to do.
-        ``final`` fails it whatever its retries (a job cancelled or timed out while running)."""
+        ``final`` fails it whatever its retries (a job cancelled or timed out while running).
+        A charged entry's ``attempt`` is recorded in the job's attempt history."""
         entries: Any = self.client.xrange(stream, eid, eid)
         if not entries:  # deleted while pending: its client fails the job with JobLost
             log.warning("pending entry %s of %s was deleted; its job is lost", eid.decode(), stream)
@@ -132,15 +150,26 @@ class Recoverer:
                 }
             ),
         )
+        record = ""
+        if charge:
+            what = {"id": job_id, "outcome": _OUTCOMES.get(cause, cause), "error": why}
+            record = attempts.encode({**what, **(attempt or {})})
         outcome = int(
             self.scripts.recover(
-                keys=[stream, self.keys.job(job_id), results],
+                keys=[
+                    stream,
+                    self.keys.job(job_id),
+                    results,
+                    self.keys.counters,
+                    self.keys.recent,
+                ],
                 args=[
                     CONSUMER_GROUP,
                     eid,
                     "1" if charge else "0",
                     -1 if final else fields.get(b"r", b"0"),
                     defaults.RESULT_TTL,
+                    record,
                     *[x for pair in lost.items() for x in pair],
                 ],
             )
@@ -171,7 +200,16 @@ class Recoverer:
             if now - self._missing_since.setdefault(consumer, now) < grace:
                 continue
             why = f"node {name.node} (incarnation {name.incarnation}) stopped heartbeating"
-            settled += self.settle_consumer(consumer, None, why, cause="node")
+            attempt = {
+                "node": name.node,
+                "incarnation": name.incarnation,
+                "slot": name.slot,
+                "end": round(time.time(), 6),
+                "outcome": "node lost",
+                "error": why,
+                "reporter": self.reporter,
+            }
+            settled += self.settle_consumer(consumer, None, why, cause="node", attempt=attempt)
         self._missing_since = {c: t for c, t in self._missing_since.items() if c in missing}
         return settled
 
@@ -195,7 +233,10 @@ class Recoverer:
             if name is None or name.node != node or name.incarnation == incarnation:
                 continue
             why = f"node {node} restarted; its incarnation {name.incarnation} was lost"
-            settled += self.settle_consumer(consumer, None, why, cause="node", node_back=True)
+            lost = {"node": node, "incarnation": name.incarnation, "slot": name.slot}
+            settled += self.settle_consumer(
+                consumer, None, why, cause="node", node_back=True, attempt=lost
+            )
         return settled
 
     def still_owns(self, consumer: str, stream: str, eid: bytes) -> bool:

@@ -47,6 +47,7 @@ class Outcome:
     stderr: str
     started: float
     ended: float
+    error: str = ""  # "Type: message" of the job's exception, for its attempt record
 
 
 def call_chunk(fn: Callable[..., Any], calls: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> Any:
@@ -92,4 +93,11 @@ def run(
         if memory_limited and isinstance(exc, MemoryError):
             raise
         kind, payload = "exc", serialization.dump_exception(exc, job_id)
+        return Outcome(kind, payload, out.text(), err.text(), started, time.time(), error_text(exc))
     return Outcome(kind, payload, out.text(), err.text(), started, time.time())
+
+
+def error_text(exc: BaseException) -> str:
+    """``Type: message`` of an exception, cut to a few hundred characters."""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."

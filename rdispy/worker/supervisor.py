@@ -99,8 +99,8 @@ class Supervisor:
         self._fenced_seen = 0  # dropped results already accounted for
         self._kills: dict[int, _Kill] = {}  # slot -> why its consumer is being stopped
         # dead consumers whose entries wait out a retry pause, or for Redis to be reachable:
-        # (due, consumer, running, why, cause, final)
-        self._deferred: list[tuple[float, str, bytes, str, str, bool]] = []
+        # (due, consumer, running, why, cause, final, attempt record)
+        self._deferred: list[tuple[float, str, bytes, str, str, bool, dict[str, Any] | None]] = []
         self._control_last: bytes | None = None  # last control message seen
         self._lease_held = ""  # the value our name lease holds ("" before we took it)
         self._name_taken_by: str | None = None  # another worker holds our name now
@@ -108,6 +108,12 @@ class Supervisor:
         self.workdir = config.workdir or Path(tempfile.gettempdir()) / f"rdispy-node-{safe}"
 
     # -- lifecycle -----------------------------------------------------------------------------
+
+    def _begin_drain(self, why: str) -> None:
+        """Finish running jobs, take no new ones, hand taken ones back, deregister, exit."""
+        if not self.stopping:
+            self.stopping = 1
+            log.info("node %s: draining on %s", self.config.name, why)
 
     def on_signal(self, signum: int) -> None:
         self.stopping += 1
@@ -241,8 +247,9 @@ class Supervisor:
 
     def _reap(self, respawn: bool = True) -> None:
         for slot, child in list(self.children.items()):
+            usage = None
             try:
-                pid, status = os.waitpid(child.pid, os.WNOHANG)
+                pid, status, usage = os.wait4(child.pid, os.WNOHANG)
             except ChildProcessError:
                 pid, status = child.pid, 0
             if pid == 0:
@@ -262,20 +269,34 @@ class Supervisor:
             self.slots.clear(slot)
             kill = self._kills.pop(slot, None)
             why = f"consumer pid {child.pid} on node {self.config.name} {how}"
+            attempt = {
+                "node": self.config.name,
+                "incarnation": self.record.incarnation,
+                "slot": slot,
+                "pid": child.pid,
+                "start": round(current.started, 6) if current else None,
+                "end": round(time.time(), 6),
+                "outcome": "crashed",
+                "error": how,
+                "rss_kib": processes.peak_rss_kib(usage) if usage is not None else None,
+            }
             if kill is not None:
-                self._settle(child.name, running, kill.why, kill.cause, True)
+                attempt["outcome"] = "timeout" if kill.cause == "timeout" else "cancelled"
+                attempt["error"] = kill.why
+                self._settle(child.name, running, kill.why, kill.cause, True, attempt)
             elif current is not None and self._out_of_memory(status):
                 why = (
                     f"ran out of the memory limit of {self.config.memory_limit:,} bytes per "
                     f"consumer on node {self.config.name} (consumer pid {child.pid} replaced)"
                 )
-                self._settle(child.name, running, why, "memory", True)
+                attempt["outcome"], attempt["error"] = "out of memory", why
+                self._settle(child.name, running, why, "memory", True, attempt)
             elif current is not None and not self.stopping:
                 # a job that killed its consumer is retried after a growing pause, not at once
                 when = time.monotonic() + self._retry_delay(current.job_id)
-                self._deferred.append((when, child.name, running, why, "crash", False))
+                self._deferred.append((when, child.name, running, why, "crash", False, attempt))
             else:
-                self._settle(child.name, running, why)
+                self._settle(child.name, running, why, attempt=attempt)
             if respawn and not self.stopping:
                 self._schedule_respawn(slot, quick=time.monotonic() - child.started < 1.0)
 
@@ -288,15 +309,29 @@ class Supervisor:
         )
 
     def _settle(
-        self, consumer: str, running: bytes, why: str, cause: str = "crash", final: bool = False
+        self,
+        consumer: str,
+        running: bytes,
+        why: str,
+        cause: str = "crash",
+        final: bool = False,
+        attempt: dict[str, Any] | None = None,
     ) -> None:
         try:
-            self.recoverer.settle_consumer(consumer, running, why, cause, final)
+            self.recoverer.settle_consumer(consumer, running, why, cause, final, attempt=attempt)
         except redis.RedisError as exc:
             # its entries stay pending under its name: try again a heartbeat later
             log.error("node %s: could not settle jobs of %s: %s", self.config.name, consumer, exc)
             self._deferred.append(
-                (time.monotonic() + self.config.heartbeat, consumer, running, why, cause, final)
+                (
+                    time.monotonic() + self.config.heartbeat,
+                    consumer,
+                    running,
+                    why,
+                    cause,
+                    final,
+                    attempt,
+                )
             )
 
     def _retry_delay(self, job_id: str) -> float:
@@ -311,8 +346,8 @@ class Supervisor:
         now = time.monotonic()
         due = [d for d in self._deferred if everything or d[0] <= now]
         self._deferred = [d for d in self._deferred if d not in due]
-        for _, consumer, running, why, cause, final in due:
-            self._settle(consumer, running, why, cause, final)
+        for _, consumer, running, why, cause, final, attempt in due:
+            self._settle(consumer, running, why, cause, final, attempt)
 
     def _schedule_respawn(self, slot: int, quick: bool) -> None:
         failures = self._quick_failures.get(slot, 0) + 1 if quick else 0
@@ -369,6 +404,9 @@ class Supervisor:
                 session = fields.get(b"session", b"").decode()
                 if session.isalnum():
                     self.closed_sessions.add(session, fields.get(b"rm") == b"1")
+            elif fields.get(b"op") == b"drain":
+                if fields.get(b"node", b"").decode(errors="replace") == self.config.name:
+                    self._begin_drain("a drain request")
             elif fields.get(b"op") == b"cancel":
                 job_id = fields.get(b"id", b"").decode()
                 for slot in list(self.children):

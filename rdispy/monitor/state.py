@@ -1,0 +1,453 @@
+"""Reading a cluster's state out of Redis into plain dataclasses, for `rdispy status` and the web
+monitor.  Nothing here writes, and nothing reads a job's payload: entries are peeked through a
+Lua script that returns only their header fields.
+
+One ``read_state`` call costs a few pipelined round trips whatever the cluster's size (node
+records, per-stream group info, counters); ``read_jobs`` adds one script call per stream;
+``read_job`` looks for one job's entry, a bounded number of entries at a time.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import redis
+
+from rdispy import attempts, stats, wire
+from rdispy.keys import CONSUMER_GROUP, Keys
+from rdispy.scripts import Scripts
+from rdispy.worker.node import live_nodes
+from rdispy.worker.recovery import ConsumerName
+
+#: Version of the JSON that `rdispy status --json` and the monitor's API return.  It goes up
+#: when a field changes meaning or goes away; new fields may appear without it changing.
+SCHEMA_VERSION = 1
+
+#: Seconds without a touch of its record after which a client with no results waiting is not
+#: listed (a running client touches it every second).
+CLIENT_GONE = 60.0
+
+#: Header fields of a job entry the job table shows (never the payload).
+_PEEK_FIELDS = ("id", "c", "t", "nd", "to", "cp", "r")
+
+
+def _s(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _f(value: Any, default: float = 0.0) -> float:
+    try:
+        return float(_s(value))
+    except (TypeError, ValueError):
+        return default
+
+
+def _entry_time(eid: Any) -> float:
+    """Seconds since the epoch at which a stream entry was added (its id's first part)."""
+    return _f(_s(eid).split("-", 1)[0]) / 1000.0
+
+
+@dataclass
+class NodeState:
+    name: str
+    address: str
+    host: str
+    cores: int
+    busy: int
+    jobs_done: int
+    heartbeat_age: float  # seconds since its last heartbeat
+    version: str  # rdispy version
+    python: str
+    incarnation: str
+    relay: str  # the relay it came through, or "direct"
+    pid: int
+    started: float
+    platform: str
+
+
+@dataclass
+class QueueState:
+    stream: str  # the key
+    kind: str  # "shared", "node" or "client" (a SharedJobCluster client's fair queue)
+    owner: str  # node name or client id ("" for the shared queue)
+    length: int  # entries in the stream: queued plus taken by consumers
+    pending: int  # taken by a consumer and not finished
+    queued: int  # not taken yet
+    oldest_age: float | None  # seconds since the oldest entry was added
+
+
+@dataclass
+class ClientState:
+    id: str
+    host: str
+    pid: int
+    seen_age: float  # seconds since it last touched its record (every second while it runs)
+    results_waiting: int  # results it has not collected
+
+
+@dataclass
+class ClusterState:
+    cluster: str
+    time: float
+    nodes: list[NodeState]
+    queues: list[QueueState]
+    clients: list[ClientState]
+    dead_letters: int
+    counters: dict[str, int]
+    latency: dict[str, float]
+    clusters: list[str] = field(default_factory=list)  # every cluster in this Redis, if listed
+    schema: int = SCHEMA_VERSION
+
+    @property
+    def cores(self) -> int:
+        return sum(n.cores for n in self.nodes)
+
+    @property
+    def busy(self) -> int:
+        return sum(n.busy for n in self.nodes)
+
+    @property
+    def queued(self) -> int:
+        return sum(q.queued for q in self.queues)
+
+    @property
+    def running(self) -> int:
+        return sum(q.pending for q in self.queues)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["totals"] = {
+            "nodes": len(self.nodes),
+            "cores": self.cores,
+            "busy": self.busy,
+            "queued": self.queued,
+            "running": self.running,
+        }
+        return out
+
+
+@dataclass
+class JobState:
+    """One job as the monitor shows it."""
+
+    id: str
+    client: str
+    state: str  # queued | running | finished | failed | cancelled | retrying | unknown
+    stream: str = ""
+    entry: str = ""  # stream entry id while queued or running
+    node: str = ""  # the node running it, or the node it was placed on
+    consumer: str = ""
+    submitted: float | None = None  # client's clock
+    taken_age: float | None = None  # seconds since a consumer took it (running)
+    lost_attempts: int = 0
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def list_clusters(client: redis.Redis, prefix: str = "rdispy", limit: int = 1000) -> list[str]:
+    """Names of the clusters with a node or job registry in this Redis (SCAN, so cache it)."""
+    found: set[str] = set()
+    for pattern in (f"{prefix}:{{*}}:jobs", f"{prefix}:{{*}}:nodes"):
+        for key in client.scan_iter(match=pattern, count=1000):
+            name = _s(key)[len(prefix) + 2 :].split("}", 1)[0]
+            if name:
+                found.add(name)
+            if len(found) >= limit:
+                break
+    return sorted(found)
+
+
+def read_state(client: redis.Redis, keys: Keys, signer: wire.Signer | None = None) -> ClusterState:
+    """Nodes, queues, clients and counters of one cluster (with an enabled ``signer``, only
+    nodes whose record carries a valid signature)."""
+    now = time.time()
+    nodes = [_node(rec, now) for rec in live_nodes(client, keys, signer)]
+    nodes.sort(key=lambda n: n.name)
+    node_names = sorted({n.name for n in nodes} | _registered_node_names(client, keys))
+    client_ids = [_s(c) for c in client.zrange(keys.clients, 0, -1)]  # type: ignore[union-attr]
+    streams = [(keys.jobs, "shared", "")]
+    streams += [(keys.node_jobs(n), "node", n) for n in node_names]
+    streams += [(keys.fair_queue(c), "client", c) for c in client_ids]
+    queues = _queues(client, streams, now)
+    pipe = client.pipeline(transaction=False)
+    for cid in client_ids:
+        pipe.hgetall(keys.client(cid))
+        pipe.xlen(keys.results(cid))
+    pipe.xlen(keys.dead_letters)
+    pipe.hgetall(keys.counters)
+    pipe.hgetall(keys.latency)
+    replies = pipe.execute()
+    clients = []
+    for i, cid in enumerate(client_ids):
+        record, waiting = replies[2 * i], replies[2 * i + 1]
+        if not record:
+            continue  # gone (its record expired)
+        rec = {_s(k): _s(v) for k, v in record.items()}
+        seen_age = max(0.0, now - _f(rec.get("seen"), now))
+        if seen_age > CLIENT_GONE and not waiting:
+            continue  # a client that went away and left nothing to collect
+        clients.append(
+            ClientState(
+                id=cid,
+                host=rec.get("host", ""),
+                pid=int(_f(rec.get("pid"))),
+                seen_age=seen_age,
+                results_waiting=int(waiting),
+            )
+        )
+    dead, raw_counters, raw_latency = replies[-3:]
+    counters = {name: 0 for name in stats.COUNTERS}
+    counters.update({_s(k): int(_f(v)) for k, v in raw_counters.items()})
+    latency = {_s(k): _f(v) for k, v in raw_latency.items()}
+    return ClusterState(keys.cluster, now, nodes, queues, clients, int(dead), counters, latency)
+
+
+def _registered_node_names(client: redis.Redis, keys: Keys) -> set[str]:
+    return {_s(n) for n in client.zrange(keys.nodes, 0, -1)}  # type: ignore[union-attr]
+
+
+def _node(rec: dict[str, str], now: float) -> NodeState:
+    return NodeState(
+        name=rec.get("name", "?"),
+        address=rec.get("ip", ""),
+        host=rec.get("host", ""),
+        cores=int(_f(rec.get("cpus"))),
+        busy=int(_f(rec.get("busy"))),
+        jobs_done=int(_f(rec.get("done"))),
+        heartbeat_age=max(0.0, now - _f(rec.get("hb"), now)),
+        version=rec.get("rdispy", ""),
+        python=rec.get("python", ""),
+        incarnation=rec.get("incarnation", ""),
+        relay=rec.get("relay") or "direct",
+        pid=int(_f(rec.get("pid"))),
+        started=_f(rec.get("started")),
+        platform=rec.get("platform", ""),
+    )
+
+
+def _queues(
+    client: redis.Redis, streams: list[tuple[str, str, str]], now: float
+) -> list[QueueState]:
+    pipe = client.pipeline(transaction=False)
+    for key, _, _ in streams:
+        pipe.xlen(key)
+        pipe.xrange(key, "-", "+", count=1)
+        pipe.xpending(key, CONSUMER_GROUP)
+    replies = pipe.execute(raise_on_error=False)
+    out = []
+    for i, (key, kind, owner) in enumerate(streams):
+        length, first, summary = replies[3 * i : 3 * i + 3]
+        length = length if isinstance(length, int) else 0
+        if kind != "shared" and length == 0:
+            continue  # an idle node's or client's empty queue says nothing
+        pending = int(summary.get("pending", 0)) if isinstance(summary, dict) else 0
+        if kind == "client":
+            pending = 0  # a fair queue has no consumers: the scheduler moves its entries
+        oldest = now - _entry_time(first[0][0]) if isinstance(first, list) and first else None
+        out.append(
+            QueueState(
+                stream=key,
+                kind=kind,
+                owner=owner,
+                length=length,
+                pending=pending,
+                queued=max(0, length - pending),
+                oldest_age=None if oldest is None else max(0.0, oldest),
+            )
+        )
+    return out
+
+
+# -- jobs ------------------------------------------------------------------------------------
+
+
+def _peek(
+    scripts: Scripts, stream: str, start: str, end: str, count: int, job_id: str = ""
+) -> tuple[list[dict[str, str]], str]:
+    """Header fields of up to ``count`` entries, and the id of the last entry read."""
+    reply: Any = scripts.peek(keys=[stream], args=[start, end, count, job_id, *_PEEK_FIELDS])
+    rows = [
+        {"eid": _s(row[0]), **{f: _s(v) for f, v in zip(_PEEK_FIELDS, row[1:], strict=False)}}
+        for row in reply[0]
+    ]
+    return rows, _s(reply[1])
+
+
+def _streams(client: redis.Redis, keys: Keys) -> list[str]:
+    nodes = sorted(_registered_node_names(client, keys))
+    clients = [_s(c) for c in client.zrange(keys.clients, 0, -1)]  # type: ignore[union-attr]
+    return [
+        keys.jobs,
+        *(keys.node_jobs(n) for n in nodes),
+        *(keys.fair_queue(c) for c in clients),
+    ]
+
+
+def _pending(client: redis.Redis, stream: str, limit: int) -> list[tuple[str, str, float]]:
+    """(entry id, consumer, seconds since delivered) of entries taken by consumers."""
+    try:
+        items: Any = client.xpending_range(stream, CONSUMER_GROUP, "-", "+", limit)
+    except redis.ResponseError:
+        return []
+    return [
+        (_s(i["message_id"]), _s(i["consumer"]), i["time_since_delivered"] / 1000.0) for i in items
+    ]
+
+
+def _job_from_row(row: dict[str, str], stream: str, keys: Keys) -> JobState:
+    node = row.get("nd", "")
+    return JobState(
+        id=row.get("id", "?"),
+        client=row.get("c", ""),
+        state="queued",
+        stream=stream,
+        entry=row["eid"],
+        node=node,
+        submitted=_f(row.get("t")) or None,
+    )
+
+
+def read_jobs(
+    client: redis.Redis, keys: Keys, limit: int = 50, scripts: Scripts | None = None
+) -> dict[str, list[JobState]]:
+    """Jobs running now, the first ``limit`` queued per stream, and the last ``limit`` attempts
+    that ended (newest first): ``{"running": [...], "queued": [...], "recent": [...]}``."""
+    scripts = scripts or Scripts(client)
+    running: list[JobState] = []
+    queued: list[JobState] = []
+    for stream in _streams(client, keys):
+        taken = _pending(client, stream, limit)
+        for eid, consumer, age in taken:
+            rows, _ = _peek(scripts, stream, eid, eid, 1)
+            if not rows:
+                continue
+            job = _job_from_row(rows[0], stream, keys)
+            name = ConsumerName.parse(consumer)
+            job.state, job.consumer, job.taken_age = "running", consumer, age
+            job.node = name.node if name else job.node
+            running.append(job)
+        taken_ids = {eid for eid, _, _ in taken}
+        start = "-"
+        # entries past those delivered to the group; a fair queue has no group: all are queued
+        groups: Any = []
+        try:
+            groups = client.xinfo_groups(stream)
+        except redis.ResponseError:
+            pass
+        for group in groups:
+            if _s(group.get("name")) == CONSUMER_GROUP:
+                start = "(" + _s(group.get("last-delivered-id", "0-0"))
+        for row in _peek(scripts, stream, start, "+", limit)[0]:
+            if row["eid"] not in taken_ids:
+                queued.append(_job_from_row(row, stream, keys))
+    recent = []
+    raw: Any = client.xrevrange(keys.recent, "+", "-", count=limit)
+    for eid, fields in raw:
+        attempt = attempts.decode(fields.get(b"a", b"{}"))
+        if fields.get(b"d"):
+            attempt["dropped"] = True
+        recent.append(
+            JobState(
+                id=str(attempt.get("id", "?")),
+                client=str(attempt.get("id", "")).rsplit("-", 1)[0],
+                state=_ended_state(attempt),
+                node=str(attempt.get("node", "")),
+                attempts=[{**attempt, "recorded": _entry_time(eid)}],
+            )
+        )
+    return {"running": running, "queued": queued, "recent": recent}
+
+
+def _ended_state(attempt: dict[str, Any]) -> str:
+    outcome = attempt.get("outcome")
+    if attempt.get("dropped"):
+        return f"dropped ({outcome})"
+    if outcome == "ok":
+        return "finished"
+    if outcome == "cancelled":
+        return "cancelled"
+    return "failed" if outcome == "exception" else f"lost ({outcome})"
+
+
+def read_job(
+    client: redis.Redis,
+    keys: Keys,
+    job_id: str,
+    scripts: Scripts | None = None,
+    scan_limit: int = 100_000,
+) -> JobState:
+    """One job: where it is now (queued or running, found among at most ``scan_limit`` entries
+    per stream), or how it ended, and its attempt history (oldest first)."""
+    scripts = scripts or Scripts(client)
+    raw_record: Any = client.hgetall(keys.job(job_id))
+    record = {_s(k): _s(v) for k, v in raw_record.items()}
+    job = JobState(
+        id=job_id,
+        client=job_id.rsplit("-", 1)[0],
+        state="unknown",
+        lost_attempts=int(_f(record.get("n"))),
+        attempts=attempts.from_record(record),
+    )
+    if record.get("st") == "done":
+        published = attempts.decode(record["hr"]) if "hr" in record else None
+        job.state = _end_state(record.get("o"), published, job.attempts)
+        return job
+    found = _find_entry(client, keys, scripts, job_id, scan_limit)
+    if found is not None:
+        stream, row = found
+        located = _job_from_row(row, stream, keys)
+        job.stream, job.entry, job.node, job.submitted = (
+            stream,
+            located.entry,
+            located.node,
+            located.submitted,
+        )
+        owner: Any = []
+        try:
+            owner = client.xpending_range(stream, CONSUMER_GROUP, job.entry, job.entry, 1)
+        except redis.ResponseError:
+            pass
+        if owner:
+            job.state = "running"
+            job.consumer = _s(owner[0]["consumer"])
+            job.taken_age = owner[0]["time_since_delivered"] / 1000.0
+            name = ConsumerName.parse(job.consumer)
+            job.node = name.node if name else job.node
+        else:
+            job.state = "retrying" if job.lost_attempts else "queued"
+    elif job.attempts or record:
+        job.state = "retrying"  # between attempts: its consumer died and it waits its pause
+    return job
+
+
+def _end_state(
+    recorded: str | None, published: dict[str, Any] | None, history: list[dict[str, Any]]
+) -> str:
+    """How a job ended: by the attempt whose result was published, else by its record's "o"
+    (set where no result was published: recovered for good, or withdrawn)."""
+    if published is not None:
+        return "finished" if published.get("outcome") == "ok" else "failed"
+    kept = [a for a in history if not a.get("dropped")]
+    if recorded == "cancelled" or (kept and kept[-1].get("outcome") == "cancelled"):
+        return "cancelled"
+    return "failed"
+
+
+def _find_entry(
+    client: redis.Redis, keys: Keys, scripts: Scripts, job_id: str, scan_limit: int
+) -> tuple[str, dict[str, str]] | None:
+    batch = 2000
+    for stream in _streams(client, keys):
+        start, seen = "-", 0
+        while seen < scan_limit:
+            rows, last = _peek(scripts, stream, start, "+", batch, job_id)
+            if rows:
+                return stream, rows[0]
+            if not last:
+                break
+            start, seen = "(" + last, seen + batch
+    return None
