@@ -108,6 +108,10 @@ class EmbeddedServer:
             "yes" if self.appendonly else "no",
             "--maxmemory-policy",
             "noeviction",
+            # a job record with its attempt history (~200-byte values) stays in the compact
+            # listpack encoding: ~320 instead of ~515 bytes a finished job
+            "--hash-max-listpack-value",
+            "512",
             "--loglevel",
             "warning",
             "--logfile",
