@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from rdispy.client.dispy_job import DispyJob, DispyNode
     from rdispy.client.executor import Executor
     from rdispy.client.future import RemoteFuture, updates
+    from rdispy.client.recover import recover
     from rdispy.scheduler.placement import NodeAllocate
     from rdispy.worker.programs import ProgramRun
 
@@ -87,6 +88,7 @@ __all__ = [
     "dispy_send_file",
     "progress",
     "provisional_result",
+    "recover",
     "send_file",
     "updates",
 ]
@@ -95,6 +97,7 @@ _LAZY = {
     "Executor": "rdispy.client.executor",
     "RemoteFuture": "rdispy.client.future",
     "updates": "rdispy.client.future",
+    "recover": "rdispy.client.recover",
     "JobCluster": "rdispy.client.cluster",
     "SharedJobCluster": "rdispy.client.cluster",
     "NodeAllocate": "rdispy.scheduler.placement",

@@ -74,8 +74,12 @@ class Dispatcher:
         alive: Callable[[], bool] | None = None,
         dest_path: str | os.PathLike[str] | None = None,
         fair: bool = False,
+        keep_results: bool = False,
     ) -> None:
         self.url = url
+        # results stay in Redis after they are read, for a client that reattaches, until they
+        # are RESULT_TTL old (payloads then go through Redis: a handed-over file is read once)
+        self.keep_results = keep_results
         self.keys = keys
         self.signer = wire.Signer(secret)
         self.max_payload = max_payload
@@ -103,7 +107,7 @@ class Dispatcher:
                 f"{connection.error_text(exc)} (see the README's ACL section)"
             ) from exc
         self.scripts = Scripts(self.client)
-        self.handoff = _handoff_folder(self.client_id)
+        self.handoff = None if keep_results else _handoff_folder(self.client_id)
         self._uploaded: set[str] = set()  # jobs whose handed-over payload a consumer fetched
         self._seq = itertools.count(1)
         self._functions: dict[int, tuple[Callable[..., Any], str]] = {}
@@ -498,7 +502,7 @@ class Dispatcher:
                     # read results leave, in the same write as the next read; their latencies
                     # go to the cluster's histogram
                     tally = self._latency.commands(self.keys.latency)
-                    commands[:0] = [("XDEL", self.results_key, *collected), *tally]
+                    commands[:0] = [self._drop_read(collected), *tally]
                     collected = []
                 reply = reader.pipeline(commands, timeout=defaults.SOCKET_TIMEOUT)[-1]
                 backoff = 0.05
@@ -516,6 +520,16 @@ class Dispatcher:
             last = entries[-1][0]
             collected.extend(eid for eid, _ in entries)
         reader.close()
+
+    def _drop_read(self, read: list[bytes]) -> tuple[Any, ...]:
+        """The command that drops results this client has read: deleted at once, or with
+        ``keep_results`` trimmed once they are a result TTL old (entry ids carry the server's
+        milliseconds, so no client clock is involved)."""
+        if not self.keep_results:
+            return ("XDEL", self.results_key, *read)
+        newest_ms = int(read[-1].split(b"-")[0])
+        oldest_kept = max(newest_ms - defaults.RESULT_TTL * 1000, 0)
+        return ("XTRIM", self.results_key, "MINID", "~", oldest_kept)
 
     def _check_owned_nodes(self) -> None:
         """Fail every pending job at once if the nodes this client owns have died."""

@@ -57,6 +57,9 @@ class Executor(_StdExecutor):
         max_retries: re-runs of a job whose consumer or node died while running it.
         max_payload: largest pickled arguments of one job, in bytes.
         client_id: reattach as this (crashed) client to collect its jobs (``recover_jobs``).
+        keep_results: keep results in Redis after they are read (until their TTL), so that a
+            client reattaching with this one's ``client_id`` gets every result again, not only
+            those this one had not read (large payloads then go through Redis).
         dest_path: folder for files that jobs send with ``rdispy.send_file``.
         monitor: serve the web monitor of the cluster from this process while the executor is
             open: True on port 8181 of loopback, a port number (0: any free port) on that port
@@ -75,6 +78,7 @@ class Executor(_StdExecutor):
         max_payload: int = defaults.MAX_PAYLOAD,
         connect_timeout: float = 10.0,
         client_id: str | None = None,
+        keep_results: bool = False,
         dest_path: str | os.PathLike[str] | None = None,
         monitor: bool | int | None = None,
     ) -> None:
@@ -96,6 +100,7 @@ class Executor(_StdExecutor):
                 alive=self._local.alive if self._local is not None else None,
                 client_id=client_id,
                 dest_path=dest_path,
+                keep_results=keep_results,
             )
             self._monitor = _start_monitor(monitor, redis_url, keys, secret)
         except BaseException:
@@ -251,6 +256,19 @@ class Executor(_StdExecutor):
         self._dispatcher.close()
         if self._local is not None:
             self._local.close(drain=wait)
+
+    def detach(self) -> None:
+        """Close this client without touching its jobs: on a cluster they go on, and a client
+        started with this one's ``client_id`` collects them (the embedded default, which this
+        client owns, stops with it)."""
+        if self._shutdown:
+            return
+        self._shutdown = True
+        if self._monitor is not None:
+            self._monitor.stop()
+        self._dispatcher.close()
+        if self._local is not None:
+            self._local.close(drain=False)
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
         interrupted = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import rdispy
+from rdispy import defaults
 from tests.faults.ledger import executions
 
 pytestmark = pytest.mark.integration
@@ -18,14 +19,41 @@ pytestmark = pytest.mark.integration
 CLIENT = textwrap.dedent("""
     import sys, time, rdispy
     from tests.faults.ledger import record
-    ex = rdispy.Executor(sys.argv[1], cluster=sys.argv[2])
+    ex = rdispy.Executor(sys.argv[1], cluster=sys.argv[2], keep_results=sys.argv[4] == "keep")
     futures = [ex.submit(record, sys.argv[3], f"j{i}", 0.2) for i in range(30)]
     print(ex.client_id, flush=True)
-    for future in futures[:5]:
+    for future in futures[:int(sys.argv[5])]:
         future.result(30)
-    print("collected 5", flush=True)
+    time.sleep(1)  # the listener deletes what it read (unless told to keep it)
+    print("collected", flush=True)
     time.sleep(60)
 """)
+
+
+def crash_after(redis_url: str, cluster: str, ledger: Path, collect: int, keep: bool) -> str:
+    """Run a client that submits 30 jobs, reads ``collect`` results and is SIGKILLed; its id."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            CLIENT,
+            redis_url,
+            cluster,
+            str(ledger),
+            "keep" if keep else "-",
+            str(collect),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert proc.stdout is not None
+    client_id = proc.stdout.readline().strip()
+    assert proc.stdout.readline().strip() == "collected"
+    proc.kill()
+    proc.wait()
+    proc.stdout.close()
+    return client_id
 
 
 def test_crashed_client_reattaches_and_collects_every_uncollected_job(
@@ -33,18 +61,7 @@ def test_crashed_client_reattaches_and_collects_every_uncollected_job(
 ):
     ledger = tmp_path / "ledger"
     start_worker(redis_url, 2)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CLIENT, redis_url, cluster, str(ledger)],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=Path(__file__).resolve().parents[2],
-    )
-    assert proc.stdout is not None
-    client_id = proc.stdout.readline().strip()
-    assert proc.stdout.readline().strip() == "collected 5"
-    proc.kill()
-    proc.wait()
-    proc.stdout.close()
+    client_id = crash_after(redis_url, cluster, ledger, 5, keep=False)
     with rdispy.Executor(redis_url, cluster=cluster, client_id=client_id) as ex:
         futures = ex.recover_jobs()
         tags = {f.job_id: f.result(60) for f in futures}
@@ -53,3 +70,24 @@ def test_crashed_client_reattaches_and_collects_every_uncollected_job(
         assert set(tags.values()) >= {f"j{i}" for i in range(5, 30)}
         assert ex.submit(pow, 2, 2).result(30) == 4  # and the session goes on
     assert set(executions(ledger).values()) == {1}
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_a_client_that_kept_its_results_gets_every_one_again_and_they_expire(
+    redis_url, cluster, keys, rclient, start_worker, tmp_path, keep
+):
+    ledger = tmp_path / "ledger"
+    start_worker(redis_url, 2)
+    client_id = crash_after(redis_url, cluster, ledger, 30, keep=keep)
+    futures = rdispy.recover(redis_url, client_id, cluster=cluster, timeout=60)
+    if not keep:
+        assert futures == []  # it had read every result: nothing is left to collect
+        return
+    # every result comes back although the crashed client had read them all, each exactly once
+    assert [f.result(0) for f in futures] == [f"j{i}" for i in range(30)]
+    assert set(executions(ledger).values()) == {1}
+    # nobody is bound to come back: what the client left expires with the result TTL
+    ttl = rclient.ttl(keys.results(client_id))
+    assert 0 < ttl <= defaults.RESULT_TTL
+    for future in futures:
+        assert 0 < rclient.ttl(keys.job(future.job_id)) <= defaults.RESULT_TTL
