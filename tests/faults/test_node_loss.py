@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 import rdispy
+from rdispy.monitor.state import read_state
 from rdispy.worker.node import live_nodes
 from tests.conftest import HEARTBEAT
 from tests.faults.figures import ResultCounter, pending_total
@@ -177,6 +178,8 @@ def test_whole_node_crash_under_load(
         time.sleep(HEARTBEAT / 5)
     assert not rclient.exists(keys.node("node-a"))  # its record expired
     assert {n["name"] for n in live_nodes(rclient, keys)} == {"node-b"}
+    # what `rdispy status` shows: node A is gone from the live nodes
+    assert [n.name for n in read_state(rclient, keys).nodes] == ["node-b"]
     assert pending_total(rclient, keys, "node-a", "node-b") == 0
     figures.outcome(
         runs, tags, len(outcomes), duplicates, fault=f"node SIGKILL, reentrant={reentrant}"
