@@ -74,12 +74,16 @@ def dumps(obj: Any, what: str = "object", job_id: str | None = None) -> bytes:
             return pickle.dumps(obj, protocol=PROTOCOL)
         data: bytes = cloudpickle.dumps(obj, protocol=PROTOCOL)
     except Exception as exc:
-        raise SerializationError(
-            f"cannot pickle the {what} ({type(exc).__name__}: {exc}); "
-            "pass only picklable values, or build the object inside the job",
-            job_id,
-        ) from exc
+        raise _unpicklable(what, exc, job_id) from exc
     return data
+
+
+def _unpicklable(what: str, exc: Exception, job_id: str | None) -> SerializationError:
+    return SerializationError(
+        f"cannot pickle the {what} ({type(exc).__name__}: {exc}); "
+        "pass only picklable values, or build the object inside the job",
+        job_id,
+    )
 
 
 class Sink(Protocol):
@@ -96,11 +100,7 @@ def dump(obj: Any, sink: Sink, what: str = "object", job_id: str | None = None) 
         else:
             cloudpickle.CloudPickler(sink, protocol=PROTOCOL).dump(obj)
     except Exception as exc:
-        raise SerializationError(
-            f"cannot pickle the {what} ({type(exc).__name__}: {exc}); "
-            "pass only picklable values, or build the object inside the job",
-            job_id,
-        ) from exc
+        raise _unpicklable(what, exc, job_id) from exc
 
 
 def loads(data: bytes, what: str = "payload", job_id: str | None = None) -> Any:

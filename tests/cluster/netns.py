@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rdispy.processes import pid_alive
+
 IP = shutil.which("ip") or "/usr/sbin/ip"
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose.yaml"
@@ -122,7 +124,7 @@ def cleanup_stale() -> None:
         match = pattern.match(name)
         assert match is not None
         pid = int(match.group(1))
-        if pid != os.getpid() and _alive(pid):
+        if pid != os.getpid() and pid_alive(pid):
             continue
         if name in names:
             _kill_namespace(name)
@@ -130,16 +132,6 @@ def cleanup_stale() -> None:
             shutil.rmtree(f"/etc/netns/{name}", ignore_errors=True)
         else:
             ip("link", "del", name, check=False)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _kill_namespace(namespace: str) -> None:
