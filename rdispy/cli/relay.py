@@ -25,7 +25,7 @@ def _address(value: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-@click.command()
+@click.command(short_help="Bring nodes of an isolated network into the central Redis.")
 @redis_option
 @click.option(
     "--listen",

@@ -10,21 +10,19 @@ from click.testing import CliRunner
 from rdispy.cli import main
 from rdispy.server import free_port
 
-COMMANDS = ("worker", "server", "scheduler", "submit")
-
 
 def test_help_lists_every_command_with_one_line_each():
     result = CliRunner().invoke(main, ["--help"], terminal_width=100)
     assert result.exit_code == 0
     listed = result.output.split("Commands:\n", 1)[1].splitlines()
     assert sorted(line.split()[0] for line in listed if line.strip()) == sorted(main.commands)
-    for command in COMMANDS:
+    for command in main.commands:
         line = next(line for line in listed if line.split()[0] == command)
         assert len(line.split()) > 2 and not line.rstrip().endswith("..."), line
     assert "-v, --verbose" in result.output and "-q, --quiet" in result.output
 
 
-@pytest.mark.parametrize("command", ["worker", "scheduler", "submit"])
+@pytest.mark.parametrize("command", ["worker", "scheduler", "submit", "relay", "status", "monitor"])
 def test_commands_that_talk_to_redis_take_redis_and_read_the_environment(command):
     result = CliRunner().invoke(main, [command, "--help"])
     assert result.exit_code == 0
