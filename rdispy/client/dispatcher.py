@@ -363,9 +363,11 @@ class Dispatcher:
                     found[job_id] = eid
         pipe = self.client.pipeline(transaction=False)
         for job_id in uncertain:
-            pipe.exists(self.keys.job(job_id))
-        for job_id, known in zip(uncertain, pipe.execute(), strict=True):
-            if known:
+            # finished, charged a lost attempt, or moved out of a fair queue; not merely a
+            # record of an earlier copy's dropped attempt (a server that lost the job keeps that)
+            pipe.hmget(self.keys.job(job_id), "st", "n", "e")
+        for job_id, marks in zip(uncertain, pipe.execute(), strict=True):
+            if any(mark is not None for mark in marks):
                 found.setdefault(job_id, b"")  # it ran, was retried or moved on: it arrived
         for job_id, eid in found.items():
             uncertain[job_id].entry_id = eid or None
