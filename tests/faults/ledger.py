@@ -16,6 +16,17 @@ def record(ledger: str, tag: object, seconds: float = 0.0) -> object:
     return tag
 
 
+def gated(ledger: str, tag: str, gate: str) -> str:
+    """A job: note the execution, wait until the file ``gate`` exists (60 s at most), return
+    the tag."""
+    with open(ledger, "a") as f:
+        f.write(f"{tag} {os.getpid()}\n")
+    deadline = time.monotonic() + 60
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return tag
+
+
 def rows(path: Path) -> list[tuple[str, int]]:
     if not path.exists():
         return []

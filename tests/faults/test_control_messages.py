@@ -6,7 +6,6 @@ results are test_security.py's; forged registrations the relay's.)"""
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -15,21 +14,12 @@ import pytest
 import rdispy
 from rdispy import wire
 from rdispy.keys import Keys
-from tests.faults.ledger import executions, wait_rows
+from tests.faults.ledger import executions, gated, wait_rows
 from tests.helpers import DEADLINE, executor, wait_until
 
 pytestmark = pytest.mark.integration
 
 SECRET = "control-secret-5e1f"
-
-
-def gated(ledger: str, gate: str, value: str) -> str:
-    with open(ledger, "a") as f:
-        f.write(f"{value} {os.getpid()}\n")
-    deadline = time.monotonic() + 60
-    while not os.path.exists(gate) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return value
 
 
 def test_forged_control_messages_are_ignored_counted_and_dead_lettered(
@@ -40,7 +30,7 @@ def test_forged_control_messages_are_ignored_counted_and_dead_lettered(
     worker = start_worker(redis_url, 1, "node1", "--secret", SECRET)
     (consumer,) = worker.wait_consumers(1)
     with executor(redis_url, cluster=cluster, secret=SECRET) as ex:
-        target = ex.submit(gated, str(ledger), str(gate), "target")
+        target = ex.submit(gated, str(ledger), "target", str(gate))
         wait_rows(ledger, 1)
         signer = wire.Signer(SECRET)
         cancel = wire.encode({"op": "cancel", "id": target.job_id})
@@ -79,7 +69,7 @@ def test_forged_control_messages_are_ignored_counted_and_dead_lettered(
 
         # the genuine cancel still works
         gate.unlink()
-        real = ex.submit(gated, str(ledger), str(gate), "cancelled")
+        real = ex.submit(gated, str(ledger), "cancelled", str(gate))
         wait_rows(ledger, 2)
         ex._dispatcher.stop_running(real.job_id)
         with pytest.raises(rdispy.JobTerminated, match="cancelled while running"):

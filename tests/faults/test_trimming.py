@@ -14,21 +14,12 @@ import redis
 import rdispy
 from rdispy.keys import CONSUMER_GROUP
 from tests.faults.figures import report
-from tests.faults.ledger import executions, rows, wait_rows
+from tests.faults.ledger import executions, gated, rows, wait_rows
 from tests.helpers import DEADLINE, executor, wait_until
 
 pytestmark = pytest.mark.integration
 
 JOBS = 400
-
-
-def gated(ledger: str, tag: str, gate: str) -> str:
-    with open(ledger, "a") as f:
-        f.write(f"{tag} {os.getpid()}\n")
-    deadline = time.monotonic() + 60
-    while not os.path.exists(gate) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return tag
 
 
 def test_nothing_pending_is_trimmed_and_a_deleted_pending_entry_fails_with_job_lost(
