@@ -14,6 +14,7 @@ import os
 import time
 from concurrent.futures import wait
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -132,20 +133,27 @@ def check_lost_node(ledger: Path, futures: list[object], count: int, lost: str) 
     return taken_over
 
 
+def _cut_link_while_busy(running: Running, ledger: Path, node: str, seconds: float) -> list[Any]:
+    """Submit 12 jobs, cut ``node``'s link for ``seconds`` once it runs two of them, heal it;
+    the futures, all resolved."""
+    with executor(running.url, secret=running.secret) as ex:
+        futures = submit(ex, ledger, 12, JOB)
+        running.wait(lambda: _running_on(ledger, node, 2), f"{node} running two jobs")
+        running.net.link_down(node)
+        time.sleep(seconds)
+        running.net.link_up(node)
+        done, _ = wait(futures, timeout=60)  # type: ignore[arg-type]
+        assert len(done) == len(futures)
+    return list(futures)
+
+
 def test_link_cut_longer_than_dead_time_reassigns_then_node_returns_new(
     compose_cluster: Running, tmp_path: Path
 ) -> None:
     running, ledger = compose_cluster, tmp_path / "ledger"
     before = running.nodes()["worker1"]["incarnation"]
-    with executor(running.url, secret=running.secret) as ex:
-        futures = submit(ex, ledger, 12, JOB)
-        running.wait(lambda: _running_on(ledger, "worker1", 2), "worker1 running two jobs")
-        running.net.link_down("worker1")
-        time.sleep(2 * TTL + 4 * HEARTBEAT + 2)  # well past dead + takeover time
-        running.net.link_up("worker1")
-        done, _ = wait(futures, timeout=60)  # type: ignore[arg-type]
-        assert len(done) == len(futures)
-        check_lost_node(ledger, futures, 12, "worker1")
+    futures = _cut_link_while_busy(running, ledger, "worker1", 2 * TTL + 4 * HEARTBEAT + 2)
+    check_lost_node(ledger, futures, 12, "worker1")  # cut well past dead + takeover time
     # worker1 comes back as a new incarnation, its late results dropped
     running.wait(
         lambda: running.nodes().get("worker1", {}).get("incarnation", before) != before,
@@ -161,15 +169,8 @@ def test_link_cut_shorter_than_dead_time_reassigns_nothing(
 ) -> None:
     running, ledger = compose_cluster, tmp_path / "ledger"
     before = running.nodes()["worker1"]["incarnation"]
-    with executor(running.url, secret=running.secret) as ex:
-        futures = submit(ex, ledger, 12, JOB)
-        running.wait(lambda: _running_on(ledger, "worker1", 2), "worker1 running two jobs")
-        running.net.link_down("worker1")
-        time.sleep(2 * HEARTBEAT)
-        running.net.link_up("worker1")
-        done, _ = wait(futures, timeout=60)  # type: ignore[arg-type]
-        assert len(done) == len(futures)
-        assert sorted(f.result()[0] for f in futures) == list(range(12))  # type: ignore[attr-defined]
+    futures = _cut_link_while_busy(running, ledger, "worker1", 2 * HEARTBEAT)
+    assert sorted(f.result()[0] for f in futures) == list(range(12))  # type: ignore[attr-defined]
     assert set(executions(ledger).values()) == {1}, rows(ledger)
     assert running.nodes()["worker1"]["incarnation"] == before
 
