@@ -10,12 +10,19 @@ error the next call reconnects.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 from redis.commands.core import Script
+
+_pack_command: Callable[[tuple[Any, ...]], bytes] | None
+try:
+    from hiredis import pack_command as _pack_command
+except ImportError:  # redis-py packs instead
+    _pack_command = None
 
 log = logging.getLogger(__name__)
 
@@ -31,64 +38,128 @@ class Entry:
     fields: dict[bytes, bytes]
 
 
+#: Called with the replies of commands sent ahead (errors in place), or None when the connection
+#: failed before they were read (the commands may or may not have run).
+ReplyHandler = Callable[[list[Any] | None], None]
+
+
 class Link:
-    """One pinned connection of ``client``'s pool; not thread-safe (one link per thread)."""
+    """One pinned connection of ``client``'s pool; not thread-safe (one link per thread).
+
+    Commands can be sent ahead (``send``, ``post``) and their replies read later: the next read
+    on the link first reads those, in order, and hands them to the handler given with them.
+    """
 
     def __init__(self, client: redis.Redis) -> None:
         self._client = client
         self._conn: Any = client.connection_pool.make_connection()
-        self._unread = 0  # replies of posted commands, read before the next pipeline's
+        self._owed: deque[tuple[int, ReplyHandler | None]] = deque()  # sent, replies unread
+        self._unsent: list[bytes | memoryview] = []  # packed by send(defer=True)
 
     def call(self, *command: Any, timeout: float | None = None) -> Any:
         """Send one command and return its reply (``timeout`` for blocking reads)."""
         return self.pipeline([command], timeout)[0]
 
     def pipeline(
-        self, commands: Sequence[Command], timeout: float | None = None, raise_on_error: bool = True
+        self,
+        commands: Sequence[Command],
+        timeout: float | None = None,
+        raise_on_error: bool = True,
+        settled: Callable[[], None] | None = None,
     ) -> list[Any]:
-        """Send commands in one write; returns replies in order.  An error reply is raised after
-        every reply was read, so the connection stays in step; or, with ``raise_on_error=False``,
-        returned in its place."""
+        """Send commands in one write (with any deferred ones before them); returns replies in
+        order.  Replies owed to commands sent ahead are read first and handed to their
+        handlers; then ``settled`` is called, before this pipeline's own replies are read.  An
+        error reply is raised after every reply was read, so the connection stays in step; or,
+        with ``raise_on_error=False``, returned in its place."""
         conn = self._conn
         try:
-            conn.send_packed_command(_pack(conn, commands), check_health=False)
-            self._read_posted()
-            replies: list[Any] = []
-            failure: redis.ResponseError | None = None
-            for _ in commands:
-                try:
-                    if timeout is None:
-                        replies.append(conn.read_response())
-                    else:
-                        replies.append(conn.read_response(timeout=timeout))
-                except redis.ResponseError as exc:
-                    failure = failure or exc
-                    replies.append(exc)
+            self._write(_pack(conn, commands))
+            self.settle()
+            if settled is not None:
+                settled()
+            replies, failure = self._read(len(commands), timeout)
         except BaseException:
-            conn.disconnect()
-            self._unread = 0
+            self._broken()
             raise
         if failure is not None and raise_on_error:
             raise failure
         return replies
 
+    def send(
+        self,
+        commands: Sequence[Command],
+        on_replies: ReplyHandler | None = None,
+        defer: bool = False,
+    ) -> None:
+        """Send commands without waiting for their replies; the next read on the link reads them
+        and hands them to ``on_replies`` (without one, error replies are logged).  With
+        ``defer`` they are not even written yet: they go out with the next write."""
+        packed = _pack(self._conn, commands)
+        if defer:
+            self._unsent += packed
+        else:
+            try:
+                self._write(packed)
+            except BaseException:
+                self._broken()
+                raise
+        self._owed.append((len(commands), on_replies))
+
     def post(self, *command: Any) -> None:
         """Send a command without waiting; its reply is read (and an error logged) later."""
-        try:
-            self._conn.send_packed_command(self._conn.pack_command(*command), check_health=False)
-        except BaseException:
-            self._conn.disconnect()
-            self._unread = 0
-            raise
-        self._unread += 1
+        self.send([command])
 
-    def _read_posted(self) -> None:
-        while self._unread:
-            self._unread -= 1
+    def settle(self) -> None:
+        """Read every reply owed to commands sent ahead (writing deferred ones first)."""
+        try:
+            if self._unsent:
+                self._write([])
+            while self._owed:
+                count, handler = self._owed[0]
+                replies, _ = self._read(count, None)
+                self._owed.popleft()
+                if handler is not None:
+                    handler(replies)
+                else:
+                    for reply in replies:
+                        if isinstance(reply, Exception):
+                            log.warning("a posted command failed: %s", reply)
+        except BaseException:
+            self._broken()
+            raise
+
+    def _write(self, packed: list[bytes | memoryview]) -> None:
+        if self._unsent:
+            packed, self._unsent = self._unsent + packed, []
+        self._conn.send_packed_command(packed, check_health=False)
+
+    def _read(
+        self, count: int, timeout: float | None
+    ) -> tuple[list[Any], redis.ResponseError | None]:
+        conn = self._conn
+        replies: list[Any] = []
+        failure: redis.ResponseError | None = None
+        for _ in range(count):
             try:
-                self._conn.read_response()
+                if timeout is None:
+                    replies.append(conn.read_response())
+                else:
+                    replies.append(conn.read_response(timeout=timeout))
             except redis.ResponseError as exc:
-                log.warning("a posted command failed: %s", exc)
+                failure = failure or exc
+                replies.append(exc)
+        return replies, failure
+
+    def _broken(self) -> None:
+        """The connection is out of step: drop it (the next command reconnects) and tell the
+        handlers of commands sent ahead that their replies are lost."""
+        self._conn.disconnect()
+        self._unsent = []
+        owed, self._owed = self._owed, deque()
+        for _, handler in owed:
+            if handler is not None:
+                handler(None)
 
     def script_call(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Command:
         """The EVALSHA command of ``script`` (load it once with ``load``)."""
@@ -122,8 +193,11 @@ def _pack(conn: Any, commands: Sequence[Command]) -> list[bytes | memoryview]:
         for command in commands
         for arg in command
     ):
-        packed: list[bytes | memoryview] = conn.pack_commands(commands)
-        return packed
+        if _pack_command is None:
+            packed: list[bytes | memoryview] = conn.pack_commands(commands)
+            return packed
+        # hiredis packs bytes, str, int and float itself (redis-py's packer adds a pass per arg)
+        return [b"".join([_pack_command(tuple(command)) for command in commands])]
     chunks: list[bytes | memoryview] = []
     for command in commands:
         head = [b"*%d\r\n" % len(command)]

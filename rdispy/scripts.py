@@ -43,12 +43,15 @@ end
 # attempt (JSON, or ''), ARGV[6] the counter to raise ("finished" or "failed"),
 # ARGV[7..] result fields (name, value, ...)
 # Publishes the result and acknowledges the entry, only if the consumer still owns it and no
-# result was published for the job yet.  Returns 1 published; -1 dropped because the job was taken
-# over (a settle charged it a lost attempt: this node was declared dead); 0 dropped otherwise (a
-# duplicate, or a server that lost the entry, e.g. one that restarted empty).  A dropped attempt
-# is still recorded (hd<i>).
+# result was published for the job yet; the job record keeps who published (``pb``: consumer and
+# entry id), so a publish sent again after its reply was lost returns 1.  Returns 1 published;
+# -1 dropped because the job was taken over (a settle charged it a lost attempt: this node was
+# declared dead); 0 dropped otherwise (a duplicate, or a server that lost the entry, e.g. one
+# that restarted empty).  A dropped attempt is still recorded (hd<i>).
 PUBLISH = f"""
 local owned = #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1, ARGV[3]) > 0
+local mark = ARGV[3] .. ' ' .. ARGV[2]
+if not owned and redis.call('HGET', KEYS[2], 'pb') == mark then return 1 end
 local taken = not owned and redis.call('HEXISTS', KEYS[2], 'n') == 1
 if owned then
   redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
@@ -65,8 +68,10 @@ if not owned or redis.call('HSETNX', KEYS[2], 'st', 'done') == 0 then
   return 0
 end
 if ARGV[5] ~= '' then
-  redis.call('HSET', KEYS[2], 'hr', ARGV[5])
+  redis.call('HSET', KEYS[2], 'hr', ARGV[5], 'pb', mark)
   redis.call('XADD', KEYS[5], 'MAXLEN', '~', {RECENT_KEPT}, '*', 'a', ARGV[5])
+else
+  redis.call('HSET', KEYS[2], 'pb', mark)
 end
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 redis.call('XADD', KEYS[3], '*', unpack(ARGV, 7))

@@ -57,6 +57,10 @@ EVENT_KINDS = (b"run", b"prov", b"file", b"excl", b"need")
 
 #: Seconds between checks that the server still holds this client's state.
 CHECK_INTERVAL = 1.0
+#: Results read are dropped from the stream once this many (or bytes of payload) are collected,
+#: or when nothing is pending.
+DROP_COUNT = 512
+DROP_BYTES = 1 << 20
 
 
 class Dispatcher:
@@ -118,6 +122,7 @@ class Dispatcher:
         self._blob_data: dict[str, bytes] = {}
         self.periodic: list[Callable[[], None]] = []  # run by the listener every CHECK_INTERVAL
         self._latency = stats.LatencyTally()  # results received, flushed with their deletion
+        self._read: list[tuple[bytes, dict[bytes, bytes]]] = []  # results read, not resolved yet
         self._outbox: deque[_Outgoing] = deque()
         self._uncertain: set[str] = set()  # jobs whose send failed after it may have arrived
         self._send_lock = threading.Lock()  # held while items leave the outbox for Redis
@@ -473,22 +478,27 @@ class Dispatcher:
         return [f for f in list(self._futures.values()) if not f.done()]
 
     def _listen(self) -> None:
+        """Read the result stream.  Each read is sent before the results of the previous one
+        are resolved, so that a woken caller finds this thread already waiting on the socket
+        (not holding the interpreter while it prepares the next read)."""
         last = b"0"
         backoff = 0.05
         reader = Link(self.client)
         next_check = time.monotonic() + CHECK_INTERVAL
-        collected: list[bytes] = []
+        collected: list[bytes] = []  # ids of results read, to drop from the stream
+        collected_bytes = 0
         block_ms = int(CHECK_INTERVAL * 1000)
         while not self._closed.is_set():
             reply: Any
             try:
                 if time.monotonic() >= next_check:
+                    self._resolve_read()
                     next_check = time.monotonic() + CHECK_INTERVAL
                     self._check_owned_nodes()
                     for check in self.periodic:
                         check()
                     if self._server_lost_our_state():
-                        last, collected = b"0", []
+                        last, collected, collected_bytes = b"0", [], 0
                 read = (
                     "XREAD",
                     "COUNT",
@@ -500,28 +510,45 @@ class Dispatcher:
                     last,
                 )
                 commands: list[tuple[Any, ...]] = [read]
-                if collected and (len(collected) >= 512 or not self._futures):
+                if collected and (
+                    len(collected) >= DROP_COUNT
+                    or collected_bytes >= DROP_BYTES
+                    or not (self._futures or self._read)
+                ):
                     # read results leave, in the same write as the next read; their latencies
                     # go to the cluster's histogram
                     tally = self._latency.commands(self.keys.latency)
                     commands[:0] = [self._drop_read(collected), *tally]
-                    collected = []
-                reply = reader.pipeline(commands, timeout=defaults.SOCKET_TIMEOUT)[-1]
+                    collected, collected_bytes = [], 0
+                reply = reader.pipeline(
+                    commands, timeout=defaults.SOCKET_TIMEOUT, settled=self._resolve_read
+                )[-1]
                 backoff = 0.05
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 log.warning("result stream unreachable (%s); retrying in %.2fs", exc, backoff)
+                self._resolve_read()
                 self._closed.wait(backoff)
                 backoff = min(backoff * 2, defaults.MAX_BACKOFF)
                 continue
             entries = stream_entries(reply)
             if not entries:
                 continue
-            for _, fields in entries:
-                if fields.get(b"k") != b"wake":
-                    self._resolve(fields)
+            self._read = entries
             last = entries[-1][0]
             collected.extend(eid for eid, _ in entries)
+            collected_bytes += sum(len(fields.get(b"p", b"")) for _, fields in entries)
+        self._resolve_read()
         reader.close()
+
+    def _resolve_read(self) -> None:
+        """Resolve the futures of the results the last read returned."""
+        entries, self._read = self._read, []
+        for _, fields in entries:
+            if fields.get(b"k") != b"wake":
+                try:
+                    self._resolve(fields)
+                except Exception:
+                    log.exception("result entry of job %r not applied", fields.get(b"id"))
 
     def _drop_read(self, read: list[bytes]) -> tuple[Any, ...]:
         """The command that drops results this client has read: deleted at once, or with

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 import types
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -49,8 +49,15 @@ SETUP_BOUNCES = 3
 HANDOFF_WAIT = 30.0
 
 
+#: Seconds between readings of the consumer's peak memory for attempt records, unless a job
+#: of the batch ran longer than RSS_JOB seconds (then it is read again).
+RSS_EVERY = 0.5
+RSS_JOB = 0.001
+
 #: What the attempt record of a finished job needs: job id, start, end, ok, error text.
 _Attempt = tuple[str, float, float, bool, str]
+#: A finished job waiting to be published: its entry, client, signed result, attempt.
+_Publish = tuple[Entry, str, wire.Fields, _Attempt]
 
 
 class _SetupFailed(Exception):
@@ -152,7 +159,11 @@ class Consumer:
         # after a Redis outage, entries still pending under our name (a batch cut short, or a
         # publish the server lost in a restart) are read again from our backlog before new ones
         self._backlog = False
-        self._publishes: list[tuple[Entry, str, wire.Fields, _Attempt]] = []
+        self._publishes: list[_Publish] = []  # finished jobs whose results are not sent yet
+        self._outcomes: deque[tuple[list[_Publish], list[Any] | None]] = deque()
+        self._load_publish = False  # the server lost the publish script
+        self._rss: int | None = None
+        self._rss_read = -RSS_EVERY
         self.streams = [self.keys.node_jobs(config.node), self.keys.jobs]
         parsed = ConsumerName.parse(name)
         self._attempt = attempts.Template(
@@ -180,7 +191,6 @@ class Consumer:
         backoff = 0.05
         while not self.stopping and not self._orphaned():
             try:
-                self._flush()  # results left over from an outage go out first
                 self._end_closed_sessions()
                 self._serve_once()
                 backoff = 0.05
@@ -202,32 +212,50 @@ class Consumer:
                 self._backlog = True
                 time.sleep(backoff)
                 backoff = min(backoff * 2, defaults.MAX_BACKOFF)
+        try:  # what the last batch finished, before the supervisor requeues what we hold
+            self._flush(wait=True)
+        except redis.RedisError as exc:
+            log.warning("consumer %s: last results not published (%s)", self.name, exc)
 
     def _serve_once(self) -> None:
         if self.stopping:
             return
-        if self.slots.weight_total() >= self.config.cpus:  # the node's cores are all held
-            time.sleep(0.02)
-            return
         if self._backlog:
+            self._flush(wait=True)  # the backlog is what we hold unpublished: publish first
             self._serve_backlog()
             return
-        self._reading = True
+        if self.slots.weight_total() >= self.config.cpus:  # the node's cores are all held
+            self._flush(wait=True)
+            time.sleep(0.02)
+            return
+        # the last batch's results go out in the same write as the next read
+        self._flush(defer=True)
+        # the node's own stream (placed jobs) first, then the shared stream
+        read = (
+            "XREADGROUP", "GROUP", CONSUMER_GROUP, self.name, "COUNT", self.prefetch,
+            "BLOCK", int(defaults.READ_BLOCK * 1000),
+            "STREAMS", *self.streams, *(">" for _ in self.streams),
+        )  # fmt: skip
         try:
-            # the node's own stream (placed jobs) first, then the shared stream
-            reply = self.link.call(
-                "XREADGROUP", "GROUP", CONSUMER_GROUP, self.name, "COUNT", self.prefetch,
-                "BLOCK", int(defaults.READ_BLOCK * 1000),
-                "STREAMS", *self.streams, *(">" for _ in self.streams),
+            reply = self.link.pipeline(
+                [read],
                 timeout=defaults.READ_BLOCK + defaults.SOCKET_TIMEOUT,
-            )  # fmt: skip
+                settled=self._start_reading,
+            )[0]
         except _Interrupted:
             return
         finally:
             self._reading = False
+            self._published()
         entries = self._checked(all_stream_entries(reply))
         if entries:
             self._run_batch(entries)
+
+    def _start_reading(self) -> None:
+        """From here on the read may be broken by the stop signal (publishes are settled)."""
+        if self.stopping:
+            raise _Interrupted
+        self._reading = True
 
     def _serve_backlog(self) -> None:
         """Run entries still pending under our name (we published everything we finished, so
@@ -306,7 +334,6 @@ class Consumer:
             if now - last_flush > 0.001:
                 self._flush()
                 last_flush = now
-        self._flush()
         per_job = (time.monotonic() - started) / len(entries)
         if per_job < defaults.SHORT_JOB:
             self.prefetch = min(self.prefetch * 2, defaults.MAX_PREFETCH)
@@ -346,7 +373,7 @@ class Consumer:
         time.sleep(0.05)  # let a node whose setup worked take it first
         return True
 
-    def _execute(self, entry: Entry) -> tuple[Entry, str, wire.Fields, _Attempt]:
+    def _execute(self, entry: Entry) -> _Publish:
         eid, fields = entry.eid, entry.fields
         job_id = fields[b"id"].decode()
         client = fields[b"c"].decode()
@@ -401,7 +428,7 @@ class Consumer:
         supervisor fails the job with MemoryLimitExceeded and starts a fresh consumer."""
         log.error("consumer %s: job=%s ran out of its memory limit", self.name, job_id)
         with contextlib.suppress(Exception):
-            self._flush()
+            self._flush(wait=True)
         os._exit(processes.EXIT_MEMORY)
 
     def _run(self, fields: dict[bytes, bytes], job_id: str) -> runner.Outcome:
@@ -587,46 +614,82 @@ class Consumer:
         else:
             self.link.post(*command)
 
-    def _flush(self) -> None:
-        if not self._publishes:
-            return
-        calls = []
+    def _flush(self, defer: bool = False, wait: bool = False) -> None:
+        """Send the publish scripts of finished jobs without waiting for their outcomes (read
+        with the next reply on the link, see ``_published``): at once, with the next write
+        (``defer``), or waiting for them (``wait``)."""
+        if self._publishes:
+            batch, self._publishes = self._publishes, []
+            commands = self._publish_commands(batch)
+            self.link.send(commands, partial(self._record_outcomes, batch), defer=defer)
+        if wait:
+            self.link.settle()
+            self._published()
+
+    def _publish_commands(self, batch: list[_Publish]) -> list[tuple[Any, ...]]:
+        if self._load_publish:
+            self.link.call("SCRIPT", "LOAD", self.scripts.publish.script)
+            self._load_publish = False
         keys = self.keys
-        rss = processes.peak_rss_kib()  # a high-water mark: once per batch is as good
-        for entry, client, result, (job_id, started, ended, ok, error) in self._publishes:
-            attempt = self._attempt.render(job_id, started, ended, ok, error, rss)
-            flat = [x for pair in result.items() for x in pair]
-            counter = stats.FINISHED if ok else stats.FAILED
-            calls.append(
+        now = time.monotonic()
+        if now - self._rss_read > RSS_EVERY or any(a[2] - a[1] > RSS_JOB for *_, a in batch):
+            self._rss = processes.peak_rss_kib()  # a high-water mark: need not be read each job
+            self._rss_read = now
+        commands = []
+        sha = self.scripts.publish.sha
+        for entry, client, result, (job_id, started, ended, ok, error) in batch:
+            attempt = self._attempt.render(job_id, started, ended, ok, error, self._rss)
+            commands.append(
                 (
-                    [
-                        entry.stream,
-                        keys.job(job_id),
-                        keys.results(client),
-                        keys.counters,
-                        keys.recent,
-                    ],
-                    [CONSUMER_GROUP, entry.eid, self.name, defaults.RESULT_TTL, attempt, counter]
-                    + flat,
+                    "EVALSHA", sha, 5,
+                    entry.stream, keys.job(job_id), keys.results(client), keys.counters,
+                    keys.recent,
+                    CONSUMER_GROUP, entry.eid, self.name, defaults.RESULT_TTL, attempt,
+                    stats.FINISHED if ok else stats.FAILED,
+                    *itertools.chain.from_iterable(result.items()),
                 )
-            )
-        published = self.link.run_scripts(self.scripts.publish, calls)
-        for (entry, _, result, _), outcome in zip(self._publishes, published, strict=True):
-            if outcome == 1:
+            )  # fmt: skip
+        return commands
+
+    def _record_outcomes(self, batch: list[_Publish], replies: list[Any] | None) -> None:
+        self._outcomes.append((batch, replies))
+
+    def _published(self) -> None:
+        """Act on the outcomes of the publishes sent so far (``_outcomes``, filled by the link as
+        their replies are read).  A publish whose reply was lost, or that the server could not
+        run, is sent again (a second publish of a job finds it published and changes nothing)."""
+        failure: Exception | None = None
+        while self._outcomes:
+            batch, replies = self._outcomes.popleft()
+            if replies is None:
+                self._publishes[:0] = batch
                 continue
-            if b"pf" in result:  # a result file nobody will read
-                folder = handoff.local_folder(entry.fields.get(b"sm", b""))
-                if folder is not None:
-                    handoff.remove(folder, result[b"pf"].decode())
-            if outcome == -1:
-                self.slots.fenced(self.index)  # taken over: the supervisor reincarnates the node
-            log.warning(
-                "consumer %s: result of job %s dropped (%s)",
-                self.name,
-                result[b"id"].decode(),
-                "taken over by another node" if outcome == -1 else "attempt superseded",
-            )
-        self._publishes.clear()
+            for publish, outcome in zip(batch, replies, strict=True):
+                if isinstance(outcome, Exception):
+                    self._publishes.append(publish)
+                    if isinstance(outcome, redis.exceptions.NoScriptError):
+                        self._load_publish = True  # the server restarted empty
+                    else:
+                        failure = failure or outcome
+                elif outcome != 1:
+                    self._dropped(publish, outcome)
+        if failure is not None:
+            raise failure
+
+    def _dropped(self, publish: _Publish, outcome: int) -> None:
+        entry, _, result, _ = publish
+        if b"pf" in result:  # a result file nobody will read
+            folder = handoff.local_folder(entry.fields.get(b"sm", b""))
+            if folder is not None:
+                handoff.remove(folder, result[b"pf"].decode())
+        if outcome == -1:
+            self.slots.fenced(self.index)  # taken over: the supervisor reincarnates the node
+        log.warning(
+            "consumer %s: result of job %s dropped (%s)",
+            self.name,
+            result[b"id"].decode(),
+            "taken over by another node" if outcome == -1 else "attempt superseded",
+        )
 
     def _release(self, entries: list[Entry]) -> None:
         pipe = self.client.pipeline(transaction=False)
