@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,15 +66,17 @@ class Link:
         timeout: float | None = None,
         raise_on_error: bool = True,
         settled: Callable[[], None] | None = None,
+        large: bool | None = None,
     ) -> list[Any]:
         """Send commands in one write (with any deferred ones before them); returns replies in
         order.  Replies owed to commands sent ahead are read first and handed to their
         handlers; then ``settled`` is called, before this pipeline's own replies are read.  An
         error reply is raised after every reply was read, so the connection stays in step; or,
-        with ``raise_on_error=False``, returned in its place."""
+        with ``raise_on_error=False``, returned in its place.  ``large`` says whether an
+        argument may be LARGE_ARGUMENT bytes or more (None: look)."""
         conn = self._conn
         try:
-            self._write(_pack(conn, commands))
+            self._write(_pack(conn, commands, large))
             self.settle()
             if settled is not None:
                 settled()
@@ -91,20 +93,26 @@ class Link:
         commands: Sequence[Command],
         on_replies: ReplyHandler | None = None,
         defer: bool = False,
+        large: bool | None = None,
     ) -> None:
         """Send commands without waiting for their replies; the next read on the link reads them
         and hands them to ``on_replies`` (without one, error replies are logged).  With
         ``defer`` they are not even written yet: they go out with the next write."""
-        packed = _pack(self._conn, commands)
+        packed = _pack(self._conn, commands, large)
+        self._owed.append((len(commands), on_replies))
         if defer:
             self._unsent += packed
-        else:
-            try:
-                self._write(packed)
-            except BaseException:
-                self._broken()
-                raise
-        self._owed.append((len(commands), on_replies))
+            return
+        try:
+            self._write(packed)
+        except BaseException:
+            self._broken()
+            raise
+
+    @property
+    def owed(self) -> bool:
+        """Whether replies of commands sent ahead are still to be read."""
+        return bool(self._owed)
 
     def post(self, *command: Any) -> None:
         """Send a command without waiting; its reply is read (and an error logged) later."""
@@ -186,13 +194,22 @@ class Link:
 LARGE_ARGUMENT = 1 << 16
 
 
-def _pack(conn: Any, commands: Sequence[Command]) -> list[bytes | memoryview]:
+def has_large(values: Iterable[bytes]) -> bool:
+    """Whether any of these byte strings is LARGE_ARGUMENT bytes or more (one pass in C)."""
+    return max(map(len, values), default=0) >= LARGE_ARGUMENT
+
+
+def _pack(
+    conn: Any, commands: Sequence[Command], large: bool | None = None
+) -> list[bytes | memoryview]:
     """The RESP bytes of ``commands``, large byte arguments left in place as their own chunks."""
-    if not any(
-        isinstance(arg, bytes) and len(arg) >= LARGE_ARGUMENT
-        for command in commands
-        for arg in command
-    ):
+    if large is None:
+        large = any(
+            isinstance(arg, bytes) and len(arg) >= LARGE_ARGUMENT
+            for command in commands
+            for arg in command
+        )
+    if not large:
         if _pack_command is None:
             packed: list[bytes | memoryview] = conn.pack_commands(commands)
             return packed

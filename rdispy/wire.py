@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Mapping
 
@@ -152,25 +153,23 @@ def _handed_over(fields: Mapping[bytes, bytes]) -> bool:
     )
 
 
-_FILE_NAME_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+_FILE_NAME = re.compile(rb"[A-Za-z0-9._-]{1,200}")
+_DIGEST = re.compile(rb"[0-9a-f]{64}")
+_NAME = re.compile(rb"[\x21-\x7e]{1,200}")
 
 
 def is_file_name(value: bytes) -> bool:
     """A plain file name the wire may carry: no separator, not '.' or '..'."""
-    return (
-        0 < len(value) <= 200
-        and value not in (b".", b"..")
-        and all(c in _FILE_NAME_CHARS for c in value)
-    )
+    return _FILE_NAME.fullmatch(value) is not None and value not in (b".", b"..")
 
 
 def _is_digest(value: bytes) -> bool:
-    return len(value) == 64 and all(c in b"0123456789abcdef" for c in value)
+    return _DIGEST.fullmatch(value) is not None
 
 
 def _is_name(value: bytes) -> bool:
     """A job or client id: 1-200 printable ASCII characters (it becomes part of key names)."""
-    return 0 < len(value) <= 200 and all(0x20 < c < 0x7F for c in value)
+    return _NAME.fullmatch(value) is not None
 
 
 def _is_seconds(value: bytes) -> bool:

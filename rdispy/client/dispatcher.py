@@ -23,6 +23,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ from rdispy.errors import (
     WorkerCrashed,
 )
 from rdispy.keys import CONSUMER_GROUP, Keys
-from rdispy.link import Link, stream_entries
+from rdispy.link import Link, has_large, stream_entries
 from rdispy.scripts import Scripts
 from rdispy.worker.consumer import ensure_group
 
@@ -55,12 +56,16 @@ _Outgoing = tuple[str | RemoteFuture, wire.Fields | bytes]
 #: Result-stream kinds that report progress rather than end a job.
 EVENT_KINDS = (b"run", b"prov", b"file", b"excl", b"need")
 
+#: Seconds after which an idle sender reads the replies of a send that did not wait for them.
+SETTLE_AFTER = 0.05
 #: Seconds between checks that the server still holds this client's state.
 CHECK_INTERVAL = 1.0
 #: Results read are dropped from the stream once this many (or bytes of payload) are collected,
-#: or when nothing is pending.
+#: or when nothing stays pending.
 DROP_COUNT = 512
 DROP_BYTES = 1 << 20
+#: Seconds between flushes of the latency histogram while results keep coming.
+TALLY_EVERY = 0.5
 
 
 class Dispatcher:
@@ -125,10 +130,11 @@ class Dispatcher:
         self._read: list[tuple[bytes, dict[bytes, bytes]]] = []  # results read, not resolved yet
         self._outbox: deque[_Outgoing] = deque()
         self._uncertain: set[str] = set()  # jobs whose send failed after it may have arrived
-        self._send_lock = threading.Lock()  # held while items leave the outbox for Redis
+        self._send_lock = threading.RLock()  # held while items leave the outbox for Redis
         self._send_link = Link(self.client)
         self._wakeup = threading.Condition()
         self._sender_idle = False
+        self._settle_later = False  # replies of a send that did not wait are still unread
         self._closed = threading.Event()
         self._sender = threading.Thread(
             target=self._send_loop, name=f"rdispy-send-{self.client_id[:6]}", daemon=True
@@ -269,9 +275,11 @@ class Dispatcher:
             self._sent[future.job_id] = fields
             self._outbox.append((future, fields))
         if len(self._futures) == len(batch) and self._send_lock.acquire(blocking=False):
-            # nothing else in flight: send from this thread, sparing a hand-off's latency
+            # nothing else in flight: send from this thread, sparing a hand-off's latency, and
+            # leave the replies (entry ids) to be read by the next send or the idle sender
             try:
-                self._send_outbox()
+                self._send_outbox(wait=False)
+                self._settle_later = True
             except (redis.ConnectionError, redis.TimeoutError):
                 self.flush()  # the sender thread retries with backoff
             finally:
@@ -293,9 +301,12 @@ class Dispatcher:
                 # idle is raised before the check, so a submit that misses the check notifies
                 self._sender_idle = True
                 while not self._outbox and not self._closed.is_set():
-                    self._wakeup.wait(0.5)
+                    if not self._wakeup.wait(SETTLE_AFTER if self._settle_later else 0.5):
+                        break
                 self._sender_idle = False
             try:
+                if self._settle_later:
+                    self.settle()
                 while self._outbox:
                     with self._send_lock:
                         self._send_outbox()
@@ -305,8 +316,17 @@ class Dispatcher:
                 self._closed.wait(backoff)
                 backoff = min(backoff * 2, defaults.MAX_BACKOFF)
 
-    def _send_outbox(self) -> None:
-        """Send up to 1000 queued items in one pipeline (caller holds the send lock)."""
+    def settle(self) -> None:
+        """Read the replies of jobs sent without waiting (their entry ids, or Redis refusing
+        them); whoever needs entry ids calls this first."""
+        with self._send_lock:
+            self._settle_later = False
+            if self._send_link.owed:
+                self._send_link.settle()
+
+    def _send_outbox(self, wait: bool = True) -> None:
+        """Send up to 1000 queued items in one pipeline (caller holds the send lock); with
+        ``wait`` False their replies are read by the next send or ``settle``."""
         batch: list[_Outgoing] = []
         while self._outbox and len(batch) < 1000:
             batch.append(self._outbox.popleft())
@@ -317,13 +337,17 @@ class Dispatcher:
                 self._outbox.extendleft(reversed(batch))
                 raise
         commands: list[tuple[Any, ...]] = []
+        large = False
         for target, item in batch:
             if isinstance(target, str):  # a function blob, sent before the jobs that name it
+                assert isinstance(item, bytes)
                 commands.append(("SET", target, item, "NX", "EX", defaults.BLOB_TTL))
+                large = large or has_large((item,))
             else:
                 assert isinstance(item, dict)
                 stream = target.stream
                 commands.append(("XADD", stream, "*", *itertools.chain(*item.items())))
+                large = large or has_large(item.values())
         jobs = sum(isinstance(target, RemoteFuture) for target, _ in batch)
         if jobs:
             commands.append(("HINCRBY", self.keys.counters, stats.SUBMITTED, jobs))
@@ -331,13 +355,18 @@ class Dispatcher:
             for _, digest in self._functions.values():
                 commands.append(("EXPIRE", self.keys.blob(digest), defaults.BLOB_TTL))
             self._blobs_touched = time.monotonic()
-        try:
-            replies = self._send_link.pipeline(commands, raise_on_error=False)
-        except (redis.ConnectionError, redis.TimeoutError):
+        self._send_link.send(commands, partial(self._sent_replies, batch), large=large)
+        if wait:
+            self._send_link.settle()
+
+    def _sent_replies(self, batch: list[_Outgoing], replies: list[Any] | None) -> None:
+        """Apply the replies of a batch sent: entry ids, or Redis refusing a job; ``None``
+        when the connection failed first (the caller holds the send lock)."""
+        if replies is None:
             # the server may have run some of these commands: look before sending them again
             self._uncertain.update(t.job_id for t, _ in batch if isinstance(t, RemoteFuture))
             self._outbox.extendleft(reversed(batch))
-            raise
+            return
         for (target, _), reply in zip(batch, replies, strict=False):
             if not isinstance(target, RemoteFuture):
                 continue
@@ -388,6 +417,11 @@ class Dispatcher:
     def cancel_remote(self, future: RemoteFuture, forget: bool = True) -> bool:
         """Withdraw a job no consumer has been handed yet; True means it will never run."""
         with self._send_lock:  # the job is either still queued here, or sent with a known id
+            try:
+                self.settle()
+            except redis.RedisError as exc:
+                log.warning("cannot cancel job %s: %s", future.job_id, exc)
+                return False
             if future.entry_id is None:
                 queued = [item for item in self._outbox if item[0] is future]
                 for item in queued:
@@ -487,6 +521,7 @@ class Dispatcher:
         next_check = time.monotonic() + CHECK_INTERVAL
         collected: list[bytes] = []  # ids of results read, to drop from the stream
         collected_bytes = 0
+        tally_sent = time.monotonic()
         block_ms = int(CHECK_INTERVAL * 1000)
         while not self._closed.is_set():
             reply: Any
@@ -510,18 +545,24 @@ class Dispatcher:
                     last,
                 )
                 commands: list[tuple[Any, ...]] = [read]
+                # about how many jobs stay pending once the results just read are resolved
+                remaining = len(self._futures) - len(self._read)
                 if collected and (
-                    len(collected) >= DROP_COUNT
-                    or collected_bytes >= DROP_BYTES
-                    or not (self._futures or self._read)
+                    len(collected) >= DROP_COUNT or collected_bytes >= DROP_BYTES or remaining <= 0
                 ):
-                    # read results leave, in the same write as the next read; their latencies
-                    # go to the cluster's histogram
-                    tally = self._latency.commands(self.keys.latency)
-                    commands[:0] = [self._drop_read(collected), *tally]
+                    # read results leave, in the same write as the next read
+                    commands.insert(0, self._drop_read(collected))
                     collected, collected_bytes = [], 0
+                now = time.monotonic()
+                if now - tally_sent >= TALLY_EVERY or not (self._futures or self._read):
+                    # latencies of the results received go to the cluster's histogram
+                    commands[:0] = self._latency.commands(self.keys.latency)
+                    tally_sent = now
                 reply = reader.pipeline(
-                    commands, timeout=defaults.SOCKET_TIMEOUT, settled=self._resolve_read
+                    commands,
+                    timeout=defaults.SOCKET_TIMEOUT,
+                    settled=self._resolve_read,
+                    large=False,
                 )[-1]
                 backoff = 0.05
             except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -642,6 +683,7 @@ class Dispatcher:
     def _missing_jobs(self) -> list[RemoteFuture]:
         """Our sent, unfinished jobs that no job stream holds and that have no result: what a
         server lost.  Queues are read before the shared stream, which jobs move into."""
+        self.settle()  # entry ids of jobs sent without waiting
         candidates = {
             job_id: future
             for job_id, future in list(self._futures.items())

@@ -32,7 +32,7 @@ import redis
 from rdispy import attempts, connection, defaults, handoff, processes, serialization, stats, wire
 from rdispy.errors import DeserializationError, JobError, ProtocolError
 from rdispy.keys import CONSUMER_GROUP, Keys
-from rdispy.link import Entry, Link, all_stream_entries, deleted_entries
+from rdispy.link import Entry, Link, all_stream_entries, deleted_entries, has_large
 from rdispy.scripts import Scripts
 from rdispy.worker import context, runner
 from rdispy.worker.recovery import ConsumerName
@@ -160,7 +160,7 @@ class Consumer:
         # publish the server lost in a restart) are read again from our backlog before new ones
         self._backlog = False
         self._publishes: list[_Publish] = []  # finished jobs whose results are not sent yet
-        self._outcomes: deque[tuple[list[_Publish], list[Any] | None]] = deque()
+        self._outcomes: deque[tuple[list[_Publish], list[Any]]] = deque()
         self._load_publish = False  # the server lost the publish script
         self._rss: int | None = None
         self._rss_read = -RSS_EVERY
@@ -621,7 +621,9 @@ class Consumer:
         if self._publishes:
             batch, self._publishes = self._publishes, []
             commands = self._publish_commands(batch)
-            self.link.send(commands, partial(self._record_outcomes, batch), defer=defer)
+            large = any(has_large(result.values()) for _, _, result, _ in batch)
+            handler = partial(self._record_outcomes, batch)
+            self.link.send(commands, handler, defer=defer, large=large)
         if wait:
             self.link.settle()
             self._published()
@@ -652,7 +654,10 @@ class Consumer:
         return commands
 
     def _record_outcomes(self, batch: list[_Publish], replies: list[Any] | None) -> None:
-        self._outcomes.append((batch, replies))
+        if replies is None:  # lost with the connection: sent again
+            self._publishes[:0] = batch
+        else:
+            self._outcomes.append((batch, replies))
 
     def _published(self) -> None:
         """Act on the outcomes of the publishes sent so far (``_outcomes``, filled by the link as
@@ -661,9 +666,6 @@ class Consumer:
         failure: Exception | None = None
         while self._outcomes:
             batch, replies = self._outcomes.popleft()
-            if replies is None:
-                self._publishes[:0] = batch
-                continue
             for publish, outcome in zip(batch, replies, strict=True):
                 if isinstance(outcome, Exception):
                     self._publishes.append(publish)
