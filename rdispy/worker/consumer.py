@@ -618,15 +618,19 @@ class Consumer:
         """Send the publish scripts of finished jobs without waiting for their outcomes (read
         with the next reply on the link, see ``_published``): at once, with the next write
         (``defer``), or waiting for them (``wait``)."""
-        if self._publishes:
-            batch, self._publishes = self._publishes, []
-            commands = self._publish_commands(batch)
-            large = any(has_large(result.values()) for _, _, result, _ in batch)
-            handler = partial(self._record_outcomes, batch)
-            self.link.send(commands, handler, defer=defer, large=large)
-        if wait:
+        for _ in range(2 if wait else 1):  # waiting: once more if the server lost the script
+            if self._publishes:
+                commands = self._publish_commands(self._publishes)
+                batch, self._publishes = self._publishes, []
+                large = any(has_large(result.values()) for _, _, result, _ in batch)
+                handler = partial(self._record_outcomes, batch)
+                self.link.send(commands, handler, defer=defer, large=large)
+            if not wait:
+                return
             self.link.settle()
             self._published()
+        if self._publishes:
+            raise redis.ConnectionError(f"{len(self._publishes)} results not published yet")
 
     def _publish_commands(self, batch: list[_Publish]) -> list[tuple[Any, ...]]:
         if self._load_publish:
