@@ -144,7 +144,10 @@ class Consumer:
         self._reading = False
         self.parent = os.getppid()
         self.client = connection.connect(config.url)
-        self.link = Link(self.client)
+        self.link = Link(self.client)  # reads jobs, sends events
+        # results go out on a connection of their own, so that waiting for the next job never
+        # wakes up for a publish's reply (read later, when it is long there)
+        self.publisher = Link(self.client)
         self.scripts = Scripts(self.client)
         self.functions = FunctionCache(self.client, self.keys)
         self.workspace = Workspace(self.client, self.keys, config.workdir)
@@ -228,34 +231,26 @@ class Consumer:
             self._flush(wait=True)
             time.sleep(0.02)
             return
-        # the last batch's results go out in the same write as the next read
-        self._flush(defer=True)
-        # the node's own stream (placed jobs) first, then the shared stream
-        read = (
-            "XREADGROUP", "GROUP", CONSUMER_GROUP, self.name, "COUNT", self.prefetch,
-            "BLOCK", int(defaults.READ_BLOCK * 1000),
-            "STREAMS", *self.streams, *(">" for _ in self.streams),
-        )  # fmt: skip
+        self._flush()  # the last batch's results
+        self._reading = True
         try:
-            reply = self.link.pipeline(
-                [read],
+            # the node's own stream (placed jobs) first, then the shared stream
+            reply = self.link.call(
+                "XREADGROUP", "GROUP", CONSUMER_GROUP, self.name, "COUNT", self.prefetch,
+                "BLOCK", int(defaults.READ_BLOCK * 1000),
+                "STREAMS", *self.streams, *(">" for _ in self.streams),
                 timeout=defaults.READ_BLOCK + defaults.SOCKET_TIMEOUT,
-                settled=self._start_reading,
-            )[0]
+            )  # fmt: skip
         except _Interrupted:
             return
         finally:
             self._reading = False
+        if self.publisher.owed:  # the outcomes of what we published are there by now
+            self.publisher.settle()
             self._published()
         entries = self._checked(all_stream_entries(reply))
         if entries:
             self._run_batch(entries)
-
-    def _start_reading(self) -> None:
-        """From here on the read may be broken by the stop signal (publishes are settled)."""
-        if self.stopping:
-            raise _Interrupted
-        self._reading = True
 
     def _serve_backlog(self) -> None:
         """Run entries still pending under our name (we published everything we finished, so
@@ -614,27 +609,26 @@ class Consumer:
         else:
             self.link.post(*command)
 
-    def _flush(self, defer: bool = False, wait: bool = False) -> None:
-        """Send the publish scripts of finished jobs without waiting for their outcomes (read
-        with the next reply on the link, see ``_published``): at once, with the next write
-        (``defer``), or waiting for them (``wait``)."""
+    def _flush(self, wait: bool = False) -> None:
+        """Send the publish scripts of finished jobs, without waiting for their outcomes (read
+        later from the publisher link, see ``_published``) unless ``wait``."""
         for _ in range(2 if wait else 1):  # waiting: once more if the server lost the script
             if self._publishes:
                 commands = self._publish_commands(self._publishes)
                 batch, self._publishes = self._publishes, []
                 large = any(has_large(result.values()) for _, _, result, _ in batch)
                 handler = partial(self._record_outcomes, batch)
-                self.link.send(commands, handler, defer=defer, large=large)
+                self.publisher.send(commands, handler, large=large)
             if not wait:
                 return
-            self.link.settle()
+            self.publisher.settle()
             self._published()
         if self._publishes:
             raise redis.ConnectionError(f"{len(self._publishes)} results not published yet")
 
     def _publish_commands(self, batch: list[_Publish]) -> list[tuple[Any, ...]]:
         if self._load_publish:
-            self.link.call("SCRIPT", "LOAD", self.scripts.publish.script)
+            self.publisher.call("SCRIPT", "LOAD", self.scripts.publish.script)
             self._load_publish = False
         keys = self.keys
         now = time.monotonic()
