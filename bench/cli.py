@@ -98,6 +98,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     modes.add_argument(
         "--profile-seconds", type=float, default=6.0, metavar="S", help="length of --profile"
     )
+    modes.add_argument(
+        "--paired",
+        action="store_true",
+        help="latency of the --executors open at once, one call each in turn (ratios robust "
+        "to other load on the machine)",
+    )
+    modes.add_argument(
+        "--paired-rounds", type=_positive, default=1000, metavar="N", help="calls each (1000)"
+    )
     return parser.parse_args(argv)
 
 
@@ -128,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import profile
 
         return profile.main(args.profile_seconds, args.workers)
+    if args.paired:
+        from bench import paired
+
+        return paired.main(args.executors, args.workers, args.paired_rounds)
     selected = set(args.only)
     repeats = args.repeat or (1 if args.quick else 3)
     plan = _plan(args.quick, args.workers, selected)

@@ -43,13 +43,26 @@ class JobClusterError(RuntimeError):
 
 
 class JobFuture(Future[Any]):
-    """The future of one DispyJob, resolved when the job's own future (``DispyJob.future``)
-    ends, which is after the cluster has applied the job's final status."""
+    """The future of one DispyJob, resolved by the job's done callback
+    (``DispyJob.add_done_callback``), which runs once the cluster has applied the job's final
+    status (the callback list is emptied then, so the job and this future do not keep each
+    other alive)."""
 
     def __init__(self, cluster: JobCluster, job: DispyJob) -> None:
         super().__init__()
         self.cluster = cluster
         self.job = job
+        job.add_done_callback(self._settle)
+
+    def _settle(self, job: DispyJob) -> None:
+        if self.done():
+            return
+        if job.status == DispyJob.Finished:
+            self.set_result(job.result)
+        elif job.status == DispyJob.Cancelled:
+            Future.cancel(self)
+        else:
+            self.set_exception(JobClusterError(job))
 
     def cancel(self) -> bool:
         """Ask the cluster to cancel the job; the future follows once the job has ended."""
@@ -89,11 +102,7 @@ class JobClusterExecutor(Executor):
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> JobFuture:
         cluster = self._cluster(fn)
-        job = cluster.submit(*args, **kwargs)
-        future = JobFuture(cluster, job)
-        # the job's own future ends after the cluster has applied the job's final status
-        job.future.add_done_callback(lambda _: _settle(future))
-        return future
+        return JobFuture(cluster, cluster.submit(*args, **kwargs))
 
     def map(  # type: ignore[override]
         self,
@@ -122,18 +131,6 @@ class JobClusterExecutor(Executor):
                 cluster.close(terminate=cancel_futures)
             else:
                 cluster.close(timeout=0, terminate=True)
-
-
-def _settle(future: JobFuture) -> None:
-    job = future.job
-    if future.done():
-        return
-    if job.status == DispyJob.Finished:
-        future.set_result(job.result)
-    elif job.status == DispyJob.Cancelled:
-        Future.cancel(future)
-    else:
-        future.set_exception(JobClusterError(job))
 
 
 def _collect(cluster: JobCluster, jobs: list[DispyJob], end: float | None) -> Iterator[Any]:

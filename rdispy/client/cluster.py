@@ -179,6 +179,9 @@ class JobCluster:
             cleanup_blob = serialization.dumps(self._cleanup, "cleanup")
             self._header["cu"] = self._dispatcher.upload_blob(cleanup_blob)
         self._pending: set[DispyJob] = set()  # submitted and not ended
+        # sent jobs by job id, until they end: their futures' callbacks find them here, so that
+        # no job and its future hold each other (a cycle only the garbage collector frees)
+        self._sent: dict[str, DispyJob] = {}
         self._node_stats: dict[str, dict[str, float]] = {}  # finished jobs and time per node
         self._ids = itertools.count(1)
         self._events: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -294,18 +297,23 @@ class JobCluster:
 
     def _send(self, job: DispyJob) -> None:
         call_args = (self._program, *job.args) if self._program else job.args
-        header = dict(self._header, to=job._timeout) if job._timeout else dict(self._header)
-        if job._cpus > 1:
-            header["cp"] = job._cpus
-        if job._selectors:
-            header["nd"] = job._placed_on = self._place(job._selectors, need=job._cpus)
-            self._outstanding[job._placed_on] = self._outstanding.get(job._placed_on, 0) + 1
+        header = self._header  # the dispatcher only reads it: copied when a job adds fields
+        if job._timeout or job._cpus > 1 or job._selectors:
+            header = dict(header)
+            if job._timeout:
+                header["to"] = job._timeout
+            if job._cpus > 1:
+                header["cp"] = job._cpus
+            if job._selectors:
+                header["nd"] = job._placed_on = self._place(job._selectors, need=job._cpus)
+                self._outstanding[job._placed_on] = self._outstanding.get(job._placed_on, 0) + 1
         future = self._dispatcher.submit(self._function, [(call_args, job.kwargs)], header=header)[
             0
         ]
         job._future = future
-        future.add_event_listener(lambda f, kind, value: self._on_event(job, kind, value))
-        future.add_done_callback(lambda f: self._on_done(job, f))
+        self._sent[future.job_id] = job  # before the callbacks: the job may have ended already
+        future.add_event_listener(self._on_event)
+        future.add_done_callback(self._on_done)
 
     def set_node_cpus(self, node: DispyNode | str, cpus: int) -> int:
         """Run at most ``cpus`` of this cluster's jobs at once on ``node`` (0 or less: no jobs
@@ -421,16 +429,19 @@ class JobCluster:
             self._events.put((None, DispyNode.Closed, self._known_nodes[name]))
         self._known_nodes = current
 
-    def _on_event(self, job: DispyJob, kind: str, value: Any) -> None:
-        future = job._future
+    def _on_event(self, future: RemoteFuture, kind: str, value: Any) -> None:
+        if kind == "excl":
+            self._exclude_node(*value)
+            return
+        job = self._sent.get(future.job_id)
+        if job is None:
+            return
         if kind == "run":
             job.start_time = future.start_time
             job.node, job.ip_addr = future.node, future.ip_addr
             self._status(job, DispyJob.Running, None)
         elif kind == "prov":
             self._status(job, DispyJob.ProvisionalResult, value)
-        elif kind == "excl":
-            self._exclude_node(*value)
 
     def _exclude_node(self, node: str, ip: str, why: str) -> None:
         """A node whose setup failed: no more jobs are placed there (its consumers hand back
@@ -451,8 +462,11 @@ class JobCluster:
         else:
             self._apply(job, status, value)
 
-    def _on_done(self, job: DispyJob, future: Future[Any]) -> None:
+    def _on_done(self, future: Future[Any]) -> None:
         assert isinstance(future, RemoteFuture)
+        job = self._sent.pop(future.job_id, None)
+        if job is None:
+            return
         if job._placed_on is not None:
             self._outstanding[job._placed_on] -= 1
             if self._held:

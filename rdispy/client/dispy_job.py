@@ -48,7 +48,8 @@ class DispyJob:
         self.submit_time = time.time()
         self.start_time: float | None = None
         self.end_time: float | None = None
-        self.finish = threading.Event()
+        self._finish: threading.Event | None = None  # made when someone waits (``finish``)
+        self._done = False
         self._done_callbacks: list[Callable[[DispyJob], object]] = []
         self._done_lock = threading.Lock()
         self._future: Any = None
@@ -58,9 +59,20 @@ class DispyJob:
         self._timeout: float | None = None
         self._cpus = 1  # cores the job needs on one node
 
+    @property
+    def finish(self) -> threading.Event:
+        """dispy's event, set once the job has ended and its status is set.  Made on first use:
+        a job nobody waits for this way (callbacks, ``future``) costs no Event."""
+        with self._done_lock:
+            if self._finish is None:
+                self._finish = threading.Event()
+                if self._done:
+                    self._finish.set()
+            return self._finish
+
     def __call__(self, clear: bool = False, timeout: float | None = None) -> Any:
         """Wait for the job to end and return its result (None if it failed)."""
-        if not self.finish.wait(timeout):
+        if not self._done and not self.finish.wait(timeout):
             raise TimeoutError(f"job {self.id} did not finish in {timeout}s")
         result = self.result
         if clear:
@@ -71,7 +83,7 @@ class DispyJob:
         """rdispy's addition: call ``fn(job)`` once the job has ended and its status is set
         (at once if it has), as ``concurrent.futures.Future.add_done_callback`` does."""
         with self._done_lock:
-            if not self.finish.is_set():
+            if not self._done:
                 self._done_callbacks.append(fn)
                 return
         fn(self)
@@ -79,7 +91,9 @@ class DispyJob:
     def _ended(self) -> None:
         """Mark the job ended: wake ``job()`` waiters, then run the done callbacks."""
         with self._done_lock:
-            self.finish.set()
+            self._done = True
+            if self._finish is not None:
+                self._finish.set()
             callbacks, self._done_callbacks = self._done_callbacks, []
         for fn in callbacks:
             try:

@@ -513,7 +513,7 @@ class Consumer:
     ) -> None:
         """Run in the cluster session's folder with its dependencies; run its setup once."""
         folder, names = self.workspace.prepare(session, fields.get(b"dp"), job_id)
-        if self._cwd != folder:
+        if self._cwd is not folder:  # the same object for every job of a session
             os.chdir(folder)
             self._cwd = folder
             if str(folder) not in sys.path:

@@ -91,11 +91,12 @@ class Workspace:
     ) -> tuple[Path, dict[str, Any]]:
         """The session's folder with every dependency file in place, and the objects (functions,
         classes, modules) the computation's globals must see."""
-        check_file_name(session, job_id)
         key = (session, manifest or b"")
+        ready = self._ready.get(key)  # every job of a session after its first: nothing to do
+        if ready is not None:
+            return ready
+        check_file_name(session, job_id)
         folder = self.sessions / session
-        if key in self._ready:
-            return self._ready[key]
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
