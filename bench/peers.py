@@ -144,3 +144,9 @@ class RayExecutor(Executor):
 
 def ray_executor(workers: int) -> Executor:
     return RayExecutor(workers)
+
+
+def celery_executor(workers: int) -> Executor:
+    from bench.peer_celery import CeleryExecutor
+
+    return CeleryExecutor(workers)
