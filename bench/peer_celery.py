@@ -14,10 +14,10 @@ unpickled function is cached per pickle.  Messages use Celery's ``pickle`` seria
 Futures are resolved without a thread per job: ``apply_async`` subscribes the result backend's
 pub/sub channel of the task before sending it, and the executor's one watcher thread
 registers each ``AsyncResult.then`` callback and drains the backend's result consumer
-(``result_consumer.drain_events``), which calls them as results are published
-(``result_backend_thread_safe``: both threads share one backend, and so its subscriptions).  Registering
-and draining in the same thread avoids a race between Celery's message buffer and its list
-of waiters, which Celery only ever touches from one thread.
+(``result_consumer.drain_events``), which calls them as results are published.  With
+``result_backend_thread_safe`` both threads share one backend, and so its subscriptions.
+Registering and draining in the same thread avoids a race between Celery's message buffer and
+its list of waiters, which Celery only ever touches from one thread.
 
 This module is also the worker's ``-A`` module: ``app`` is built from ``$BENCH_CELERY_URL``.
 """

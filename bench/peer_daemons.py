@@ -52,7 +52,10 @@ def peer_environment(**extra: str) -> dict[str, str]:
 
 
 class Daemon:
-    """One peer subprocess in its own process group, its output in a private log file."""
+    """One peer subprocess in its own process group, its output in a private log file.
+
+    The process runs in a fresh private folder (removed by ``stop``); ``{directory}`` in the
+    command's arguments stands for it."""
 
     def __init__(self, name: str, command: Sequence[str], env: dict[str, str]) -> None:
         self.name = name
@@ -60,7 +63,7 @@ class Daemon:
         self.log_path = self.directory / "output.log"
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                list(command),
+                [arg.replace("{directory}", str(self.directory)) for arg in command],
                 cwd=self.directory,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -89,17 +92,20 @@ class Daemon:
                 raise PeerError(f"{self.name} not ready after {timeout:g}s: {self.log_tail()}")
             time.sleep(0.01)
 
+    def terminate(self) -> None:
+        """Ask the daemon to stop (SIGTERM to its group); ``stop`` waits for it."""
+        if self.alive():
+            processes.kill_group(self.process.pid, signal.SIGTERM)
+
     def stop(self, timeout: float = 5.0) -> None:
         """SIGTERM the group, SIGKILL it past ``timeout``, then remove the log folder."""
-        pid = self.process.pid
-        if self.alive():
-            processes.kill_group(pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
+        self.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
         # the group's other members (forked workers) may outlive its leader
-        processes.kill_group(pid, signal.SIGKILL)
+        processes.kill_group(self.process.pid, signal.SIGKILL)
         self.process.wait()
         shutil.rmtree(self.directory, ignore_errors=True)
 
@@ -110,9 +116,10 @@ class PeerExecutor(Executor):
     A subclass implements ``_send(key, fn, args, kwargs)`` (send the call as the peer's job
     with id ``key``, a fresh hex string whose future is already registered), ``_poll(timeout)``
     (run by the watcher thread in a loop: wait up to ``timeout`` for jobs to end and resolve
-    their futures with ``_settle``) and ``_close(wait)`` (the peer's client side; the daemons
-    in ``self.daemons`` are stopped after it).  ``map`` is ``Executor.map``: one ``submit`` per
-    call, which is what these peers offer.
+    their futures with ``_settle``) and ``_close(wait)`` (the peer's client side).  After it,
+    shutdown stops the daemons in ``self.daemons`` (all at once: SIGTERM, up to 5 s to exit,
+    or 0.5 s when not waiting, then SIGKILL) and last the broker ``self.broker``.  ``map`` is
+    ``Executor.map``: one ``submit`` per call, which is what these peers offer.
     """
 
     #: Longest wait of one ``_poll`` call, so the watcher notices shutdown and dead daemons.
@@ -121,6 +128,7 @@ class PeerExecutor(Executor):
     def __init__(self, name: str) -> None:
         self.name = name
         self.daemons: list[Daemon] = []
+        self.broker: EmbeddedServer | None = None
         self._pending: dict[str, Future[Any]] = {}
         self._lock = threading.Lock()
         self._closed = threading.Event()
@@ -201,7 +209,12 @@ class PeerExecutor(Executor):
             self._close(wait and not cancel_futures)
         finally:
             for daemon in self.daemons:
-                daemon.stop()
+                daemon.terminate()
+            deadline = time.monotonic() + (5.0 if wait else 0.5)
+            for daemon in self.daemons:
+                daemon.stop(max(0.0, deadline - time.monotonic()))
+            if self.broker is not None:
+                self.broker.stop()
 
     # -- the watcher -----------------------------------------------------------------------
 

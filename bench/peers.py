@@ -27,7 +27,16 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Column -> the pip requirement that brings it.
-REQUIREMENTS = {"loky": "loky", "dask": "distributed", "ray": "ray"}
+REQUIREMENTS = {
+    "loky": "loky",
+    "dask": "distributed",
+    "ray": "ray",
+    "celery": "celery[redis]",
+    "rq": "rq",
+    "dispy": "dispy",
+}
+#: Column -> the module whose import says the requirement is installed (default: the column).
+MODULES = {"dask": "distributed"}
 
 
 def venv_dir() -> Path:
@@ -52,7 +61,7 @@ def ensure_venv() -> tuple[Path, list[str]]:
         subprocess.run([*pip, "-e", str(ROOT)], check=True)
     installed = []
     for column, requirement in REQUIREMENTS.items():
-        module = {"dask": "distributed"}.get(column, column)
+        module = MODULES.get(column, column)
         probe = [str(python), "-c", f"import {module}"]
         if subprocess.run(probe, capture_output=True).returncode != 0:
             print(f"installing {requirement} into {venv}", file=sys.stderr)
@@ -150,3 +159,15 @@ def celery_executor(workers: int) -> Executor:
     from bench.peer_celery import CeleryExecutor
 
     return CeleryExecutor(workers)
+
+
+def rq_executor(workers: int) -> Executor:
+    from bench.peer_rq import RQExecutor
+
+    return RQExecutor(workers)
+
+
+def dispy_executor(workers: int) -> Executor:
+    from bench.peer_dispy import DispyExecutor
+
+    return DispyExecutor(workers)
