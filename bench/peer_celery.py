@@ -147,7 +147,10 @@ class CeleryExecutor(PeerExecutor):
         self._app.backend.result_consumer.drain_events(timeout=timeout)
 
     def _close(self, wait: bool) -> None:
-        self._app.backend.result_consumer.stop()
+        consumer = self._app.backend.result_consumer
+        consumer.stop()
+        # results still awaited would unsubscribe when collected, after the broker has gone
+        consumer.subscribed_to.clear()
         self._app.close()
 
 

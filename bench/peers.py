@@ -10,9 +10,17 @@ is left out and said so.  Columns (factories in this module, registered in
     loky    loky.ProcessPoolExecutor(max_workers=N)   (joblib's process pool)
     dask    distributed.Client(LocalCluster(N workers x 1 thread, processes)).get_executor()
     ray     ray.init(num_cpus=N); ray.remote(fn).remote(...).future()
+    celery  a private valkey broker and result backend; ``celery worker --pool prefork -c N
+            -O fair`` (default prefetch); one task running a cloudpickled callable
+            (``bench.peer_celery``)
+    rq      a private valkey server; N ``rq worker`` processes (the default Worker, a fork
+            per job); ``Queue.enqueue`` (``bench.peer_rq``)
+    dispy   ``dispynode.py --cpus N`` on 127.0.0.1; ``dispy.JobCluster`` per function, futures
+            from its ``job_status`` callback (``bench.peer_dispy``)
 
-Celery, RQ and dispy are not run: each needs a broker or node daemons plus a result back end
-wired into a Future, which is more adapter than benchmark.
+Celery, RQ and dispy need daemons (broker, workers, node): their factories start them, so cold
+start (workload e) includes them, and shutdown ends them, process groups and all
+(``bench.peer_daemons``).
 """
 
 from __future__ import annotations
