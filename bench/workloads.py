@@ -96,7 +96,7 @@ def results(futures: Iterable[Future[Any]]) -> list[Any]:
         finished = len(futures) - len(not_done)
         raise TimeoutError(
             f"{len(not_done)} of {len(futures)} jobs unfinished after {TIMEOUT:g}s"
-            f" ({finished} finished: {finished / TIMEOUT:.3g}/s;)"
+            f" ({finished} finished: {finished / TIMEOUT:.3g}/s)"
         )
     return [future.result() for future in futures]
 
