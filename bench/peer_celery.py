@@ -113,7 +113,7 @@ class CeleryExecutor(PeerExecutor):
             self._sent: queue.SimpleQueue[Any] = queue.SimpleQueue()
             self._start_watcher()
         except BaseException:
-            self.shutdown(wait=False)
+            self._abandon()
             raise
 
     def _blob(self, fn: Callable[..., Any]) -> bytes:

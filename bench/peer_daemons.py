@@ -208,13 +208,21 @@ class PeerExecutor(Executor):
         try:
             self._close(wait and not cancel_futures)
         finally:
-            for daemon in self.daemons:
-                daemon.terminate()
-            deadline = time.monotonic() + (5.0 if wait else 0.5)
-            for daemon in self.daemons:
-                daemon.stop(max(0.0, deadline - time.monotonic()))
-            if self.broker is not None:
-                self.broker.stop()
+            self._stop_processes(wait)
+
+    def _abandon(self) -> None:
+        """End what a failed ``__init__`` had started (no client side to close yet)."""
+        self._closed.set()
+        self._stop_processes(wait=False)
+
+    def _stop_processes(self, wait: bool) -> None:
+        for daemon in self.daemons:
+            daemon.terminate()
+        deadline = time.monotonic() + (5.0 if wait else 0.5)
+        for daemon in self.daemons:
+            daemon.stop(max(0.0, deadline - time.monotonic()))
+        if self.broker is not None:
+            self.broker.stop()
 
     # -- the watcher -----------------------------------------------------------------------
 

@@ -12,6 +12,12 @@ dispy ships a computation as its source text, which the node compiles; the bench
 functions carry annotations from ``typing`` that do not compile without their module, so the
 computation is ``dispy_call``, which imports the function by name on the node (``bench.jobs``
 is on the node's ``PYTHONPATH``, as for ProcessPool's and rdispy's workers) and calls it.
+Each cluster's ``setup`` (``dispy_setup``) imports the function's module once on the node, the
+way dispy's documentation suggests, so the forked job processes find it imported.  This also
+keeps dispy off a race of its own: a node without a setup process starts each job from its
+main process and then writes the job's pid, and a job that ends first (a no-op does, on a busy
+machine) has its process record cleared under it and is reported terminated with
+``AttributeError: 'NoneType' object has no attribute 'pid'``.
 Each future is resolved by dispy's ``job_status`` callback when the job ends: its result, or a
 ``PeerError`` with dispy's traceback text.  (dispy 4.15 checks that callback with
 ``inspect.getargspec``, gone since Python 3.11; the adapter puts it back, built on
@@ -48,6 +54,19 @@ def dispy_call(target: str, *args: object, **kwargs: object) -> object:
 
     module, _, name = target.rpartition(".")
     return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+
+def dispy_setup(module: str) -> int:
+    """dispy's ``setup``, run once per cluster on the node: import the jobs' module.
+
+    Jobs are forked from the process that ran it, so they find the module imported.  The
+    global it sets also makes the node fork jobs from that process ("setup process") rather
+    than from its main one, whose job start races with a short job's end (see module doc)."""
+    global dispy_preloaded
+    import importlib
+
+    dispy_preloaded = importlib.import_module(module)
+    return 0
 
 
 def _restore_getargspec() -> None:
@@ -108,16 +127,20 @@ class DispyExecutor(PeerExecutor):
             node.wait_for_log(f"serving {workers} cpus", timeout=60)
             self._start_watcher()
         except BaseException:
-            self.shutdown(wait=False)
+            self._abandon()
             raise
 
     def _cluster(self, fn: Callable[..., Any]) -> Any:
         with self._clusters_lock:
             cluster = self._clusters.get(fn)
             if cluster is None:
+                node = self._dispy.NodeAllocate(
+                    "127.0.0.1", port=self._port + 1, setup_args=(fn.__module__,)
+                )
                 cluster = self._dispy.JobCluster(
                     dispy_call,
-                    nodes=[("127.0.0.1", self._port + 1)],
+                    nodes=[node],
+                    setup=dispy_setup,
                     host="127.0.0.1",
                     dispy_port=self._port,
                     job_status=self._status,

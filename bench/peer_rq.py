@@ -61,7 +61,7 @@ class RQExecutor(PeerExecutor):
             self._full_at = 0.0
             self._start_watcher()
         except BaseException:
-            self.shutdown(wait=False)
+            self._abandon()
             raise
 
     def _send(
