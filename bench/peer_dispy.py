@@ -185,8 +185,9 @@ class DispyExecutor(PeerExecutor):
             # the last cluster's shutdown ends dispy's client scheduler (its threads, its port)
             clusters[-1].shutdown()
 
-        if not wait:
-            self.daemons[0].terminate()
+        if not wait:  # the node may be stuck: end it first, so dispy's client fails fast
+            for daemon in self.daemons:
+                daemon.stop(timeout=0)
         closer = threading.Thread(target=close, name="dispy-close", daemon=True)
         closer.start()
         closer.join(CLOSE_TIMEOUT + 5)
