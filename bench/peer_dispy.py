@@ -2,11 +2,11 @@
 
 The factory starts ``dispynode.py --cpus N -i 127.0.0.1 -p PORT --daemon`` (dispy 4.15, on
 pycos) as a subprocess on a free port pair (dispy's client listens on PORT, the node on
-PORT + 1), waits for its "serving N cpus" line, and creates one
-``dispy.JobCluster(computation, nodes=[("127.0.0.1", PORT + 1)], job_status=...)`` per
-function on its first ``submit``, as a dispy program has one cluster per computation (dispy's
-client scheduler is one per process, shared by the clusters).  The node runs each job in a
-process of its own, forked for the job.
+PORT + 1), waits for its "serving N cpus" line, and creates one ``dispy.JobCluster`` per
+function on its first ``submit`` (nodes: ``NodeAllocate("127.0.0.1", PORT + 1)``; a
+``job_status`` callback), as a dispy program has one cluster per computation (dispy's client
+scheduler is one per process, shared by the clusters).  The node runs each job in a process
+of its own, forked for the job.
 
 dispy ships a computation as its source text, which the node compiles; the bench's job
 functions carry annotations from ``typing`` that do not compile without their module, so the
@@ -18,14 +18,16 @@ keeps dispy off a race of its own: a node without a setup process starts each jo
 main process and then writes the job's pid, and a job that ends first (a no-op does, on a busy
 machine) has its process record cleared under it and is reported terminated with
 ``AttributeError: 'NoneType' object has no attribute 'pid'``.
+
 Each future is resolved by dispy's ``job_status`` callback when the job ends: its result, or a
 ``PeerError`` with dispy's traceback text.  (dispy 4.15 checks that callback with
 ``inspect.getargspec``, gone since Python 3.11; the adapter puts it back, built on
 ``getfullargspec``, before creating a cluster.)
 
 dispy's node is known to stall under thousands of short jobs: the workloads' timeouts then
-fail the workload, and shutdown does not wait for dispy (it closes the clusters in a helper
-thread with a time limit) and kills the node's process group, its job processes included.
+fail the workload; the session's shutdown without waiting then kills the node's process group
+(its job processes included) before closing the clusters, in a helper thread with a time
+limit, so a stuck dispy cannot hold the run.
 """
 
 from __future__ import annotations
