@@ -152,7 +152,3 @@ class CeleryExecutor(PeerExecutor):
         # results still awaited would unsubscribe when collected, after the broker has gone
         consumer.subscribed_to.clear()
         self._app.close()
-
-
-def celery_executor(workers: int) -> CeleryExecutor:
-    return CeleryExecutor(workers)

@@ -105,7 +105,3 @@ class RQExecutor(PeerExecutor):
     def _close(self, wait: bool) -> None:
         self._sender.close()
         self._poller.close()
-
-
-def rq_executor(workers: int) -> RQExecutor:
-    return RQExecutor(workers)
