@@ -67,7 +67,7 @@ def dispy_setup(module: str) -> int:
     global dispy_preloaded
     import importlib
 
-    dispy_preloaded = importlib.import_module(module)
+    dispy_preloaded = importlib.import_module(module)  # type: ignore[name-defined]
     return 0
 
 
@@ -79,13 +79,13 @@ def _restore_getargspec() -> None:
 
     if hasattr(inspect, "getargspec"):
         return
-    spec = collections.namedtuple("ArgSpec", "args varargs keywords defaults")
+    ArgSpec = collections.namedtuple("ArgSpec", "args varargs keywords defaults")
 
     def getargspec(func: Callable[..., Any]) -> Any:
         full = inspect.getfullargspec(func)
-        return spec(full.args, full.varargs, full.varkw, full.defaults)
+        return ArgSpec(full.args, full.varargs, full.varkw, full.defaults)
 
-    inspect.getargspec = getargspec  # type: ignore[attr-defined]
+    inspect.getargspec = getargspec  # type: ignore[attr-defined, assignment, unused-ignore]
 
 
 def _free_pair() -> int:

@@ -81,8 +81,9 @@ class RQExecutor(PeerExecutor):
             self._full_at = now + FULL_EVERY
             self._check_statuses(keys)
             return
-        streams = {self._result_key(key): "0-0" for key in keys[: self.window]}
-        for stream, _ in self._poller.xread(streams, block=max(1, round(timeout * 1000))):
+        streams: dict[Any, Any] = {self._result_key(key): "0-0" for key in keys[: self.window]}
+        reply: Any = self._poller.xread(streams, block=max(1, round(timeout * 1000)))
+        for stream, _ in reply.items() if isinstance(reply, dict) else reply:  # RESP3, RESP2
             self._finish(stream.decode().rpartition(":")[2])
 
     def _check_statuses(self, keys: list[str]) -> None:
