@@ -88,7 +88,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     modes.add_argument(
         "--peers",
         action="store_true",
-        help="run again in a separate venv with peers' columns added (loky, dask, ray)",
+        help="run again in a separate venv with peers' columns added "
+        "(loky, dask, ray, celery, rq, dispy)",
     )
     modes.add_argument(
         "--profile",

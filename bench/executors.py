@@ -211,6 +211,9 @@ PEERS: dict[str, ExecutorFactory] = {
     "loky": _peer("loky_pool"),
     "dask": _peer("dask_executor"),
     "ray": _peer("ray_executor"),
+    "celery": _peer("celery_executor"),
+    "rq": _peer("rq_executor"),
+    "dispy": _peer("dispy_executor"),
 }
 
 #: Column name -> factory, in table order (the default columns).

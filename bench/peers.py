@@ -10,9 +10,17 @@ is left out and said so.  Columns (factories in this module, registered in
     loky    loky.ProcessPoolExecutor(max_workers=N)   (joblib's process pool)
     dask    distributed.Client(LocalCluster(N workers x 1 thread, processes)).get_executor()
     ray     ray.init(num_cpus=N); ray.remote(fn).remote(...).future()
+    celery  a private valkey broker and result backend; ``celery worker --pool prefork -c N
+            -O fair`` (default prefetch); one task running a cloudpickled callable
+            (``bench.peer_celery``)
+    rq      a private valkey server; N ``rq worker`` processes (the default Worker, a fork
+            per job); ``Queue.enqueue`` (``bench.peer_rq``)
+    dispy   ``dispynode.py --cpus N`` on 127.0.0.1; ``dispy.JobCluster`` per function, futures
+            from its ``job_status`` callback (``bench.peer_dispy``)
 
-Celery, RQ and dispy are not run: each needs a broker or node daemons plus a result back end
-wired into a Future, which is more adapter than benchmark.
+Celery, RQ and dispy need daemons (broker, workers, node): their factories start them, so cold
+start (workload e) includes them, and shutdown ends them, process groups and all
+(``bench.peer_daemons``).
 """
 
 from __future__ import annotations
@@ -27,7 +35,16 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Column -> the pip requirement that brings it.
-REQUIREMENTS = {"loky": "loky", "dask": "distributed", "ray": "ray"}
+REQUIREMENTS = {
+    "loky": "loky",
+    "dask": "distributed",
+    "ray": "ray",
+    "celery": "celery[redis]",
+    "rq": "rq",
+    "dispy": "dispy",
+}
+#: Column -> the module whose import says the requirement is installed (default: the column).
+MODULES = {"dask": "distributed"}
 
 
 def venv_dir() -> Path:
@@ -52,7 +69,7 @@ def ensure_venv() -> tuple[Path, list[str]]:
         subprocess.run([*pip, "-e", str(ROOT)], check=True)
     installed = []
     for column, requirement in REQUIREMENTS.items():
-        module = {"dask": "distributed"}.get(column, column)
+        module = MODULES.get(column, column)
         probe = [str(python), "-c", f"import {module}"]
         if subprocess.run(probe, capture_output=True).returncode != 0:
             print(f"installing {requirement} into {venv}", file=sys.stderr)
@@ -144,3 +161,21 @@ class RayExecutor(Executor):
 
 def ray_executor(workers: int) -> Executor:
     return RayExecutor(workers)
+
+
+def celery_executor(workers: int) -> Executor:
+    from bench.peer_celery import CeleryExecutor
+
+    return CeleryExecutor(workers)
+
+
+def rq_executor(workers: int) -> Executor:
+    from bench.peer_rq import RQExecutor
+
+    return RQExecutor(workers)
+
+
+def dispy_executor(workers: int) -> Executor:
+    from bench.peer_dispy import DispyExecutor
+
+    return DispyExecutor(workers)

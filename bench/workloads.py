@@ -93,7 +93,11 @@ def results(futures: Iterable[Future[Any]]) -> list[Any]:
     futures = list(futures)
     _, not_done = wait(futures, timeout=TIMEOUT)
     if not_done:
-        raise TimeoutError(f"{len(not_done)} of {len(futures)} jobs unfinished after {TIMEOUT:g}s")
+        finished = len(futures) - len(not_done)
+        raise TimeoutError(
+            f"{len(not_done)} of {len(futures)} jobs unfinished after {TIMEOUT:g}s"
+            f" ({finished} finished: {finished / TIMEOUT:.3g}/s)"
+        )
     return [future.result() for future in futures]
 
 
