@@ -181,7 +181,7 @@ def test_cancel_through_the_api_withdraws_a_queued_job_and_stops_a_running_one(
             "the first job to run",
         )
         code, reply = post(base + f"api/jobs/{queued.job_id}/cancel")
-        assert code == 200 and reply == {"ok": True, "result": "withdrawn from its queue"}
+        assert code == 200 and reply == {"ok": True, "result": "withdrawn from its queue"}, reply
         wait_until(queued.cancelled, "the queued job's future to end cancelled")
         code, reply = post(base + f"api/jobs/{running.job_id}/cancel")
         assert code == 200 and reply["result"].startswith("stop requested on node delta")
