@@ -118,12 +118,13 @@ class Link:
         """Send a command without waiting; its reply is read (and an error logged) later."""
         self.send([command])
 
-    def settle(self) -> None:
-        """Read every reply owed to commands sent ahead (writing deferred ones first)."""
+    def settle(self, leave: int = 0) -> None:
+        """Read the replies owed to commands sent ahead (writing deferred ones first), all but
+        those of the last ``leave`` sends."""
         try:
             if self._unsent:
                 self._write([])
-            while self._owed:
+            while len(self._owed) > leave:
                 count, handler = self._owed[0]
                 replies, _ = self._read(count, None)
                 self._owed.popleft()

@@ -164,7 +164,7 @@ class Consumer:
         self._backlog = False
         self._publishes: list[_Publish] = []  # finished jobs whose results are not sent yet
         self._outcomes: deque[tuple[list[_Publish], list[Any]]] = deque()
-        self._load_publish = False  # the server lost the publish script
+        self._load_publish = True  # the server lacks the publish script (first use, restart)
         self._rss: int | None = None
         self._rss_read = -RSS_EVERY
         self.streams = [self.keys.node_jobs(config.node), self.keys.jobs]
@@ -245,12 +245,14 @@ class Consumer:
             return
         finally:
             self._reading = False
-        if self.publisher.owed:  # the outcomes of what we published are there by now
-            self.publisher.settle()
-            self._published()
         entries = self._checked(all_stream_entries(reply))
         if entries:
             self._run_batch(entries)
+        if self.publisher.owed:
+            # the outcomes of earlier publishes are there by now; after a batch, the last
+            # one's may not be (read with the next, or once a read finds nothing to do)
+            self.publisher.settle(leave=1 if entries else 0)
+            self._published()
 
     def _serve_backlog(self) -> None:
         """Run entries still pending under our name (we published everything we finished, so
@@ -326,7 +328,7 @@ class Consumer:
                 self._handed_on(entry)
                 continue
             now = time.monotonic()
-            if now - last_flush > 0.001:
+            if now - last_flush > 0.001 or i == len(entries) - 1:  # the last one at once
                 self._flush()
                 last_flush = now
         per_job = (time.monotonic() - started) / len(entries)
