@@ -57,7 +57,7 @@ _Outgoing = tuple[str | RemoteFuture, wire.Fields | bytes]
 EVENT_KINDS = (b"run", b"prov", b"file", b"excl", b"need")
 
 #: Seconds after which an idle sender reads the replies of a send that did not wait for them.
-SETTLE_AFTER = 0.05
+SETTLE_AFTER = 0.5
 #: Seconds between checks that the server still holds this client's state.
 CHECK_INTERVAL = 1.0
 #: Results read are dropped from the stream once this many (or bytes of payload) are collected,
@@ -279,6 +279,8 @@ class Dispatcher:
             # leave the replies (entry ids) to be read by the next send or the idle sender
             try:
                 self._send_outbox(wait=False)
+                # the previous send's replies are there by now; this one's are read later
+                self._send_link.settle(leave=1)
                 self._settle_later = True
             except (redis.ConnectionError, redis.TimeoutError):
                 self.flush()  # the sender thread retries with backoff
