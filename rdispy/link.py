@@ -54,7 +54,6 @@ class Link:
         self._client = client
         self._conn: Any = client.connection_pool.make_connection()
         self._owed: deque[tuple[int, ReplyHandler | None]] = deque()  # sent, replies unread
-        self._unsent: list[bytes | memoryview] = []  # packed by send(defer=True)
 
     def call(self, *command: Any, timeout: float | None = None) -> Any:
         """Send one command and return its reply (``timeout`` for blocking reads)."""
@@ -68,7 +67,7 @@ class Link:
         settled: Callable[[], None] | None = None,
         large: bool | None = None,
     ) -> list[Any]:
-        """Send commands in one write (with any deferred ones before them); returns replies in
+        """Send commands in one write; returns replies in
         order.  Replies owed to commands sent ahead are read first and handed to their
         handlers; then ``settled`` is called, before this pipeline's own replies are read.  An
         error reply is raised after every reply was read, so the connection stays in step; or,
@@ -92,17 +91,12 @@ class Link:
         self,
         commands: Sequence[Command],
         on_replies: ReplyHandler | None = None,
-        defer: bool = False,
         large: bool | None = None,
     ) -> None:
         """Send commands without waiting for their replies; the next read on the link reads them
-        and hands them to ``on_replies`` (without one, error replies are logged).  With
-        ``defer`` they are not even written yet: they go out with the next write."""
+        and hands them to ``on_replies`` (without one, error replies are logged)."""
         packed = _pack(self._conn, commands, large)
         self._owed.append((len(commands), on_replies))
-        if defer:
-            self._unsent += packed
-            return
         try:
             self._write(packed)
         except BaseException:
@@ -119,11 +113,9 @@ class Link:
         self.send([command])
 
     def settle(self, leave: int = 0) -> None:
-        """Read the replies owed to commands sent ahead (writing deferred ones first), all but
-        those of the last ``leave`` sends."""
+        """Read the replies owed to commands sent ahead, all but those of the last ``leave``
+        sends."""
         try:
-            if self._unsent:
-                self._write([])
             while len(self._owed) > leave:
                 count, handler = self._owed[0]
                 replies, _ = self._read(count, None)
@@ -139,8 +131,6 @@ class Link:
             raise
 
     def _write(self, packed: list[bytes | memoryview]) -> None:
-        if self._unsent:
-            packed, self._unsent = self._unsent + packed, []
         self._conn.send_packed_command(packed, check_health=False)
 
     def _read(
@@ -164,7 +154,6 @@ class Link:
         """The connection is out of step: drop it (the next command reconnects) and tell the
         handlers of commands sent ahead that their replies are lost."""
         self._conn.disconnect()
-        self._unsent = []
         owed, self._owed = self._owed, deque()
         for _, handler in owed:
             if handler is not None:

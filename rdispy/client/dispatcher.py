@@ -56,8 +56,6 @@ _Outgoing = tuple[str | RemoteFuture, wire.Fields | bytes]
 #: Result-stream kinds that report progress rather than end a job.
 EVENT_KINDS = (b"run", b"prov", b"file", b"excl", b"need")
 
-#: Seconds after which an idle sender reads the replies of a send that did not wait for them.
-SETTLE_AFTER = 0.5
 #: Seconds between checks that the server still holds this client's state.
 CHECK_INTERVAL = 1.0
 #: Results read are dropped from the stream once this many (or bytes of payload) are collected,
@@ -134,7 +132,6 @@ class Dispatcher:
         self._send_link = Link(self.client)
         self._wakeup = threading.Condition()
         self._sender_idle = False
-        self._settle_later = False  # replies of a send that did not wait are still unread
         self._closed = threading.Event()
         self._sender = threading.Thread(
             target=self._send_loop, name=f"rdispy-send-{self.client_id[:6]}", daemon=True
@@ -275,13 +272,12 @@ class Dispatcher:
             self._sent[future.job_id] = fields
             self._outbox.append((future, fields))
         if len(self._futures) == len(batch) and self._send_lock.acquire(blocking=False):
-            # nothing else in flight: send from this thread, sparing a hand-off's latency, and
-            # leave the replies (entry ids) to be read by the next send or the idle sender
+            # nothing else in flight: send from this thread, sparing a hand-off's latency; the
+            # previous send's replies (entry ids) are there by now, this one's are read by the
+            # next send or by the sender once idle
             try:
                 self._send_outbox(wait=False)
-                # the previous send's replies are there by now; this one's are read later
                 self._send_link.settle(leave=1)
-                self._settle_later = True
             except (redis.ConnectionError, redis.TimeoutError):
                 self.flush()  # the sender thread retries with backoff
             finally:
@@ -303,11 +299,11 @@ class Dispatcher:
                 # idle is raised before the check, so a submit that misses the check notifies
                 self._sender_idle = True
                 while not self._outbox and not self._closed.is_set():
-                    if not self._wakeup.wait(SETTLE_AFTER if self._settle_later else 0.5):
+                    if not self._wakeup.wait(0.5):
                         break
                 self._sender_idle = False
             try:
-                if self._settle_later:
+                if self._send_link.owed:  # replies a submit left unread
                     self.settle()
                 while self._outbox:
                     with self._send_lock:
@@ -322,7 +318,6 @@ class Dispatcher:
         """Read the replies of jobs sent without waiting (their entry ids, or Redis refusing
         them); whoever needs entry ids calls this first."""
         with self._send_lock:
-            self._settle_later = False
             if self._send_link.owed:
                 self._send_link.settle()
 
