@@ -3,7 +3,8 @@ batches, and turns result entries back into resolved futures.
 
     submit(fn, args) --pickle, size check (caller's thread)--> outbox
     outbox --pipelined XADD (whoever flushes)--> <cluster>:jobs
-    <cluster>:results:<client> --XREAD (listener thread)--> future.set_result / set_exception
+    <cluster>:results:<client> --XREAD (a waiting caller, or the results thread: see reader)-->
+        future.set_result / set_exception
 
 A function is pickled once per dispatcher and stored as a content-addressed blob before the first
 job that names it is sent; jobs carry only its digest.  Results are deleted from the stream once
@@ -31,6 +32,7 @@ import redis
 
 from rdispy import connection, defaults, handoff, serialization, stats, wire
 from rdispy.client.future import RemoteFuture
+from rdispy.client.reader import ResultReader
 from rdispy.errors import (
     BrokerError,
     ExecutorBroken,
@@ -44,7 +46,7 @@ from rdispy.errors import (
     WorkerCrashed,
 )
 from rdispy.keys import CONSUMER_GROUP, Keys
-from rdispy.link import Link, has_large, stream_entries
+from rdispy.link import Link, has_large
 from rdispy.scripts import Scripts
 from rdispy.worker.consumer import ensure_group
 
@@ -55,15 +57,6 @@ _Outgoing = tuple[str | RemoteFuture, wire.Fields | bytes]
 
 #: Result-stream kinds that report progress rather than end a job.
 EVENT_KINDS = (b"run", b"prov", b"file", b"excl", b"need")
-
-#: Seconds between checks that the server still holds this client's state.
-CHECK_INTERVAL = 1.0
-#: Results read are dropped from the stream once this many (or bytes of payload) are collected,
-#: or when nothing stays pending.
-DROP_COUNT = 512
-DROP_BYTES = 1 << 20
-#: Seconds between flushes of the latency histogram while results keep coming.
-TALLY_EVERY = 0.5
 
 
 class Dispatcher:
@@ -123,9 +116,8 @@ class Dispatcher:
         # what it takes to send unfinished jobs again if the server restarts empty
         self._sent: dict[str, wire.Fields] = {}
         self._blob_data: dict[str, bytes] = {}
-        self.periodic: list[Callable[[], None]] = []  # run by the listener every CHECK_INTERVAL
+        self.periodic: list[Callable[[], None]] = []  # run by the results thread every second
         self._latency = stats.LatencyTally()  # results received, flushed with their deletion
-        self._read: list[tuple[bytes, dict[bytes, bytes]]] = []  # results read, not resolved yet
         self._outbox: deque[_Outgoing] = deque()
         self._uncertain: set[str] = set()  # jobs whose send failed after it may have arrived
         self._send_lock = threading.RLock()  # held while items leave the outbox for Redis
@@ -133,6 +125,16 @@ class Dispatcher:
         self._wakeup = threading.Condition()
         self._sender_idle = False
         self._closed = threading.Event()
+        self._reader = ResultReader(
+            self.client,
+            self.results_key,
+            keys.latency,
+            keep_results,
+            self._resolve,
+            self._futures.__len__,
+            self._latency,
+            self._closed,
+        )
         self._sender = threading.Thread(
             target=self._send_loop, name=f"rdispy-send-{self.client_id[:6]}", daemon=True
         )
@@ -140,7 +142,10 @@ class Dispatcher:
         # a client that reattaches adopts its unfinished jobs before it reads any result
         self.recovered = self._adopt_unfinished() if client_id else []
         self._listener = threading.Thread(
-            target=self._listen, name=f"rdispy-results-{self.client_id[:6]}", daemon=True
+            target=self._reader.run,
+            args=(self._checks,),
+            name=f"rdispy-results-{self.client_id[:6]}",
+            daemon=True,
         )
         self._listener.start()
 
@@ -284,6 +289,7 @@ class Dispatcher:
                 self._send_lock.release()
         else:
             self.flush()
+        self._reader.submitted()
         return [future for future, _ in batch]
 
     def flush(self) -> None:
@@ -508,95 +514,21 @@ class Dispatcher:
     def pending(self) -> list[RemoteFuture]:
         return [f for f in list(self._futures.values()) if not f.done()]
 
-    def _listen(self) -> None:
-        """Read the result stream.  Each read is sent before the results of the previous one
-        are resolved, so that a woken caller finds this thread already waiting on the socket
-        (not holding the interpreter while it prepares the next read)."""
-        last = b"0"
-        backoff = 0.05
-        reader = Link(self.client)
-        next_check = time.monotonic() + CHECK_INTERVAL
-        collected: list[bytes] = []  # ids of results read, to drop from the stream
-        collected_bytes = 0
-        tally_sent = time.monotonic()
-        block_ms = int(CHECK_INTERVAL * 1000)
-        while not self._closed.is_set():
-            reply: Any
-            try:
-                if time.monotonic() >= next_check:
-                    self._resolve_read()
-                    next_check = time.monotonic() + CHECK_INTERVAL
-                    self._check_owned_nodes()
-                    for check in self.periodic:
-                        check()
-                    if self._server_lost_our_state():
-                        last, collected, collected_bytes = b"0", [], 0
-                read = (
-                    "XREAD",
-                    "COUNT",
-                    1000,
-                    "BLOCK",
-                    block_ms,
-                    "STREAMS",
-                    self.results_key,
-                    last,
-                )
-                commands: list[tuple[Any, ...]] = [read]
-                # about how many jobs stay pending once the results just read are resolved
-                remaining = len(self._futures) - len(self._read)
-                if collected and (
-                    len(collected) >= DROP_COUNT or collected_bytes >= DROP_BYTES or remaining <= 0
-                ):
-                    # read results leave, in the same write as the next read
-                    commands.insert(0, self._drop_read(collected))
-                    collected, collected_bytes = [], 0
-                now = time.monotonic()
-                if now - tally_sent >= TALLY_EVERY or not (self._futures or self._read):
-                    # latencies of the results received go to the cluster's histogram
-                    commands[:0] = self._latency.commands(self.keys.latency)
-                    tally_sent = now
-                reply = reader.pipeline(
-                    commands,
-                    timeout=defaults.SOCKET_TIMEOUT,
-                    settled=self._resolve_read,
-                    large=False,
-                )[-1]
-                backoff = 0.05
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                log.warning("result stream unreachable (%s); retrying in %.2fs", exc, backoff)
-                self._resolve_read()
-                self._closed.wait(backoff)
-                backoff = min(backoff * 2, defaults.MAX_BACKOFF)
-                continue
-            entries = stream_entries(reply)
-            if not entries:
-                continue
-            self._read = entries
-            last = entries[-1][0]
-            collected.extend(eid for eid, _ in entries)
-            collected_bytes += sum(len(fields.get(b"p", b"")) for _, fields in entries)
-        self._resolve_read()
-        reader.close()
+    def wait_for(self, future: RemoteFuture, timeout: float | None) -> None:
+        """Read results in the calling thread while it waits for ``future`` (see ``reader``)."""
+        self._reader.wait_for(future, timeout)
 
-    def _resolve_read(self) -> None:
-        """Resolve the futures of the results the last read returned."""
-        entries, self._read = self._read, []
-        for _, fields in entries:
-            if fields.get(b"k") != b"wake":
-                try:
-                    self._resolve(fields)
-                except Exception:
-                    log.exception("result entry of job %r not applied", fields.get(b"id"))
+    def want_results(self) -> None:
+        """Have the results thread read now: someone waits without reading themselves."""
+        self._reader.wake()
 
-    def _drop_read(self, read: list[bytes]) -> tuple[Any, ...]:
-        """The command that drops results this client has read: deleted at once, or with
-        ``keep_results`` trimmed once they are a result TTL old (entry ids carry the server's
-        milliseconds, so no client clock is involved)."""
-        if not self.keep_results:
-            return ("XDEL", self.results_key, *read)
-        newest_ms = int(read[-1].split(b"-")[0])
-        oldest_kept = max(newest_ms - defaults.RESULT_TTL * 1000, 0)
-        return ("XTRIM", self.results_key, "MINID", "~", oldest_kept)
+    def _checks(self) -> None:
+        """What the results thread checks every CHECK_INTERVAL (holding the reader's baton)."""
+        self._check_owned_nodes()
+        for check in self.periodic:
+            check()
+        if self._server_lost_our_state():
+            self._reader.restart()
 
     def _check_owned_nodes(self) -> None:
         """Fail every pending job at once if the nodes this client owns have died."""
@@ -819,6 +751,7 @@ class Dispatcher:
     def close(self) -> None:
         self._closed.set()
         self.flush()
+        self._reader.wake()
         with contextlib.suppress(redis.RedisError):  # end the listener's blocking read now
             self.client.xadd(self.results_key, {"k": "wake"})
         for thread in (self._sender, self._listener):

@@ -12,11 +12,14 @@ does (liveness rests on Redis TTLs).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 import traceback
 from collections.abc import Callable
+from concurrent.futures import CancelledError
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
@@ -72,6 +75,11 @@ class DispyJob:
 
     def __call__(self, clear: bool = False, timeout: float | None = None) -> Any:
         """Wait for the job to end and return its result (None if it failed)."""
+        if not self._done and self._future is not None:
+            end = None if timeout is None else time.monotonic() + timeout
+            with contextlib.suppress(CancelledError, FutureTimeout):
+                self._future.exception(timeout)  # reads results in this thread meanwhile
+            timeout = None if end is None else max(end - time.monotonic(), 0.0)
         if not self._done and not self.finish.wait(timeout):
             raise TimeoutError(f"job {self.id} did not finish in {timeout}s")
         result = self.result

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,25 @@ class RemoteFuture(Future[Any]):
         self.stderr: str = ""
         self._listeners: list[EventListener] | None = None
         self._updates: queue.SimpleQueue[Any] | None = None
+        if dispatcher is not None:
+            self._waiters = _Waiters(dispatcher)
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The job's return value, waiting up to ``timeout`` seconds (as ``Future.result``);
+        a caller that waits reads the results itself while no one else does."""
+        if self._dispatcher is None or self.done():
+            return super().result(timeout)
+        end = None if timeout is None else time.monotonic() + timeout
+        self._dispatcher.wait_for(self, timeout)
+        return super().result(None if end is None else max(end - time.monotonic(), 0.0))
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """The job's exception, or None (as ``Future.exception``); reads like ``result``."""
+        if self._dispatcher is None or self.done():
+            return super().exception(timeout)
+        end = None if timeout is None else time.monotonic() + timeout
+        self._dispatcher.wait_for(self, timeout)
+        return super().exception(None if end is None else max(end - time.monotonic(), 0.0))
 
     def cancel(self) -> bool:
         """Cancel the job if no consumer has taken it yet; True means it will never run."""
@@ -77,6 +97,8 @@ class RemoteFuture(Future[Any]):
             if self._updates is None:
                 self._updates = queue.SimpleQueue()
                 self.add_done_callback(lambda _: self._updates.put(_END) if self._updates else None)
+        if self._dispatcher is not None and not self.done():
+            self._dispatcher.want_results()
         while True:
             try:
                 value = self._updates.get(timeout=timeout)
@@ -88,6 +110,21 @@ class RemoteFuture(Future[Any]):
 
     def __repr__(self) -> str:
         return f"<RemoteFuture job={self.job_id} {super().__repr__().split(' ', 2)[-1]}"
+
+
+class _Waiters(list[Any]):
+    """A future's waiters (``concurrent.futures.wait``/``as_completed`` add one while they
+    wait): adding one has the results thread read at once rather than leave it to a caller."""
+
+    __slots__ = ("_dispatcher",)
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        super().__init__()
+        self._dispatcher = dispatcher
+
+    def append(self, waiter: Any) -> None:
+        super().append(waiter)
+        self._dispatcher.want_results()
 
 
 def updates(future: RemoteFuture, timeout: float | None = None) -> Iterator[Any]:

@@ -1,0 +1,132 @@
+"""Who reads the result stream (``rdispy.client.reader``): a caller waiting in ``result()`` reads
+its own result; everything else (callbacks, ``as_completed``, other threads' futures) is still
+resolved promptly, by the caller that reads or by the results thread; an interrupted reader loses
+nothing."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, as_completed, wait
+from concurrent.futures import TimeoutError as FuturesTimeout
+
+import pytest
+
+import rdispy
+
+pytestmark = pytest.mark.integration
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+def nap(seconds: float, value: object) -> object:
+    time.sleep(seconds)
+    return value
+
+
+@pytest.fixture
+def executor() -> Iterator[rdispy.Executor]:
+    ex = rdispy.Executor(max_workers=2)
+    yield ex
+    ex.shutdown(wait=False, cancel_futures=True)
+
+
+def _resolving_thread(future: rdispy.RemoteFuture) -> list[str]:
+    seen: list[str] = []
+    future.add_done_callback(lambda _: seen.append(threading.current_thread().name))
+    return seen
+
+
+def test_a_caller_waiting_in_turn_reads_its_own_results(executor: rdispy.Executor) -> None:
+    threads = []
+    for i in range(40):
+        future = executor.submit(add, i, 1)
+        seen = _resolving_thread(future)
+        assert future.result(timeout=30) == i + 1
+        threads += seen
+    # the first call may be read by the results thread, woken by the submit; the rest are read
+    # by the caller, but for the odd call that meets the results thread's periodic check
+    assert threads.count(threading.current_thread().name) >= 30, threads
+
+
+def test_a_reading_caller_resolves_other_futures_as_they_come(executor: rdispy.Executor) -> None:
+    slow = executor.submit(nap, 1.5, "slow")
+    quick = executor.submit(nap, 0.05, "quick")
+    fired: list[float] = []
+    quick.add_done_callback(lambda _: fired.append(time.monotonic()))
+    assert slow.result(timeout=30) == "slow"
+    returned = time.monotonic()
+    assert quick.result(timeout=0) == "quick"
+    # the quick one was resolved while this thread waited for the slow one, not after it
+    assert fired and fired[0] < returned - 0.5, (fired, returned)
+
+
+def test_callbacks_and_as_completed_right_after_a_caller_read(executor: rdispy.Executor) -> None:
+    assert executor.submit(add, 1, 1).result(timeout=30) == 2  # a caller just read
+    got = threading.Event()
+    future = executor.submit(add, 2, 2)
+    future.add_done_callback(lambda _: got.set())
+    assert got.wait(10), "nobody read the result of a future nobody waits on"
+    assert executor.submit(add, 3, 3).result(timeout=30) == 6
+    futures = [executor.submit(nap, 0.01 * i, i) for i in range(8)]
+    assert sorted(f.result() for f in as_completed(futures, timeout=30)) == list(range(8))
+    done, _ = wait([executor.submit(add, 4, 4)], timeout=30, return_when=FIRST_COMPLETED)
+    assert [f.result() for f in done] == [8]
+
+
+def test_threads_waiting_at_once_all_get_their_results(executor: rdispy.Executor) -> None:
+    failures: list[BaseException] = []
+
+    def caller(base: int) -> None:
+        try:
+            for i in range(30):
+                assert executor.submit(add, base, i).result(timeout=30) == base + i
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=caller, args=(1000 * t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not any(t.is_alive() for t in threads), "a caller hung"
+    assert failures == []
+
+
+def test_a_timeout_while_reading_is_the_timeout_asked_for(executor: rdispy.Executor) -> None:
+    future = executor.submit(nap, 1.0, "late")
+    started = time.monotonic()
+    with pytest.raises(FuturesTimeout):
+        future.result(timeout=0.3)
+    assert time.monotonic() - started < 0.9  # not twice the timeout
+    with pytest.raises(FuturesTimeout):
+        future.exception(timeout=0)
+    assert future.result(timeout=30) == "late"
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_a_reader_interrupted_by_a_signal_loses_no_result(executor: rdispy.Executor) -> None:
+    """A signal handler raising in the main thread while it reads (as Ctrl-C does): the
+    connection is dropped mid-read, and the results still reach their futures."""
+
+    def interrupt(*_: object) -> None:
+        raise _Interrupted
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        for _ in range(3):
+            futures = [executor.submit(nap, 0.3, i) for i in range(4)]
+            signal.setitimer(signal.ITIMER_REAL, 0.15)
+            with pytest.raises(_Interrupted):
+                futures[0].result(timeout=30)
+            assert [f.result(timeout=30) for f in futures] == list(range(4))
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
