@@ -54,6 +54,21 @@ class JobFuture(Future[Any]):
         self.job = job
         job.add_done_callback(self._settle)
 
+    def result(self, timeout: float | None = None) -> Any:
+        """Waits the way a dispy program does, with ``job()`` (which reads the job's result in
+        this thread), then answers as a Future."""
+        self._wait_as_dispy(timeout)
+        return super().result(timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        self._wait_as_dispy(timeout)
+        return super().exception(timeout)
+
+    def _wait_as_dispy(self, timeout: float | None) -> None:
+        if not self.done():
+            with contextlib.suppress(TimeoutError):
+                self.job(timeout=timeout)
+
     def _settle(self, job: DispyJob) -> None:
         if self.done():
             return

@@ -37,7 +37,7 @@ class Sizes:
 
 FULL = Sizes(
     noop_jobs=2000,
-    latency_calls=200,
+    latency_calls=1000,
     payload_jobs=20,
     payload_bytes=10_000_000,
     cpu_jobs=40,

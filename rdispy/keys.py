@@ -32,6 +32,7 @@ key                            type     holds                                   
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from rdispy import defaults
 
@@ -53,11 +54,11 @@ class Keys:
                     f"invalid cluster or prefix name {part!r}: no braces, colons or spaces"
                 )
 
-    @property
+    @cached_property
     def base(self) -> str:
         return f"{self.prefix}:{{{self.cluster}}}"
 
-    @property
+    @cached_property
     def jobs(self) -> str:
         """Shared job stream, read by all consumers through CONSUMER_GROUP."""
         return f"{self.base}:jobs"
@@ -70,7 +71,7 @@ class Keys:
         """A SharedJobCluster client's own queue, moved round-robin into ``jobs``."""
         return f"{self.base}:queue:{client_id}"
 
-    @property
+    @cached_property
     def scheduler(self) -> str:
         """Heartbeat of running fair schedulers (expires when none runs)."""
         return f"{self.base}:scheduler"
@@ -84,17 +85,17 @@ class Keys:
         a published result) and its attempt history (fields h*, see ``rdispy.attempts``)."""
         return f"{self.base}:job:{job_id}"
 
-    @property
+    @cached_property
     def recent(self) -> str:
         """Capped stream of attempts that ended lately (field ``a``: the attempt's JSON)."""
         return f"{self.base}:recent"
 
-    @property
+    @cached_property
     def clients(self) -> str:
         """Sorted set of client ids scored by when each last touched its record."""
         return f"{self.base}:clients"
 
-    @property
+    @cached_property
     def latency(self) -> str:
         """Histogram of job latency, submit to result received: upper bound -> count, plus
         ``sum`` (seconds) and ``count``."""
@@ -116,22 +117,22 @@ class Keys:
         """Which live worker holds a node name (SET NX with a TTL its heartbeat refreshes)."""
         return f"{self.base}:lease:{name}"
 
-    @property
+    @cached_property
     def dead_letters(self) -> str:
         """Capped stream of refused entries (bad signature, unknown version) with the reason."""
         return f"{self.base}:deadletters"
 
-    @property
+    @cached_property
     def control(self) -> str:
         """Signed control messages to nodes (cancel a running job), capped."""
         return f"{self.base}:control"
 
-    @property
+    @cached_property
     def counters(self) -> str:
         """Cluster-wide event counters (refused entries, ...)."""
         return f"{self.base}:counters"
 
-    @property
+    @cached_property
     def nodes(self) -> str:
         """Sorted set of node names scored by last heartbeat."""
         return f"{self.base}:nodes"

@@ -104,9 +104,9 @@ class Link:
             raise
 
     @property
-    def owed(self) -> bool:
-        """Whether replies of commands sent ahead are still to be read."""
-        return bool(self._owed)
+    def owed(self) -> int:
+        """How many sends' replies are still to be read."""
+        return len(self._owed)
 
     def post(self, *command: Any) -> None:
         """Send a command without waiting; its reply is read (and an error logged) later."""

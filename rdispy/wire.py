@@ -53,6 +53,34 @@ def encode(fields: Mapping[str, object]) -> Fields:
     return out
 
 
+def result_fields(
+    job_id: bytes,
+    kind: str,
+    payload: Fields,
+    origin: Fields,
+    started: float,
+    ended: float,
+    stdout: str,
+    stderr: str,
+) -> Fields:
+    """A result entry's fields: ``payload`` holds ``p`` (or ``pf``/``pz``), ``origin`` the
+    ``node``, ``ip`` and ``pid`` of the consumer; output only when there was some."""
+    out: Fields = {
+        b"v": VERSION,
+        b"id": job_id,
+        b"k": kind.encode(),
+        **payload,
+        **origin,
+        b"t0": repr(started).encode(),
+        b"t1": repr(ended).encode(),
+    }
+    if stdout:
+        out[b"out"] = stdout.encode()
+    if stderr:
+        out[b"err"] = stderr.encode()
+    return out
+
+
 def check_size(payload: bytes | int, limit: int, job_id: str | None = None) -> None:
     """Refuse a payload (or a payload of this many bytes) over the limit before it is sent."""
     size = payload if isinstance(payload, int) else len(payload)

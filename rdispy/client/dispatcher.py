@@ -59,6 +59,10 @@ _Outgoing = tuple[str | RemoteFuture, wire.Fields | bytes]
 EVENT_KINDS = (b"run", b"prov", b"file", b"excl", b"need")
 
 
+#: Sends whose replies a direct submit leaves unread before it reads them all (one recv).
+UNREAD_SENDS = 32
+
+
 class Dispatcher:
     """Sends jobs and collects results for one client process."""
 
@@ -278,11 +282,12 @@ class Dispatcher:
             self._outbox.append((future, fields))
         if len(self._futures) == len(batch) and self._send_lock.acquire(blocking=False):
             # nothing else in flight: send from this thread, sparing a hand-off's latency; the
-            # previous send's replies (entry ids) are there by now, this one's are read by the
-            # next send or by the sender once idle
+            # replies (entry ids) are read in one go every UNREAD_SENDS sends, by ``settle``
+            # (before anything needs them), or by the sender once idle
             try:
                 self._send_outbox(wait=False)
-                self._send_link.settle(leave=1)
+                if self._send_link.owed >= UNREAD_SENDS:
+                    self._send_link.settle()
             except (redis.ConnectionError, redis.TimeoutError):
                 self.flush()  # the sender thread retries with backoff
             finally:

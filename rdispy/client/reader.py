@@ -81,8 +81,8 @@ class ResultReader:
         self._wakeup = threading.Condition()
         self._idle = False  # the results thread waits for something to read
         self._caller_reading = False
-        self._quiet_from = 0.0  # a caller stopped reading, leaving nothing pending
-        self._wanted_at = 0.0  # a waiter needs the results thread to read
+        self._quiet_from = 0.0  # the last read that left nothing pending ended
+        self._wanted_at = 0.0  # a waiter needs the results thread to read, even within GRACE
 
     # -- reading (baton held) ------------------------------------------------------------------
 
@@ -243,6 +243,8 @@ class ResultReader:
                 backoff = min(backoff * 2, defaults.MAX_BACKOFF)
             finally:
                 self.resolve_read()
+                if self._pending() <= 0:
+                    self._quiet_from = time.monotonic()  # as after a caller's read
                 self._baton.release()
         with self._baton:
             self.resolve_read()
@@ -261,10 +263,11 @@ class ResultReader:
                     if not self._caller_reading:
                         pending = self._pending() > 0
                         quiet = now - self._quiet_from
-                        if self._wanted_at > self._quiet_from or quiet >= GRACE:
-                            if pending or self._collected:
-                                return True
-                        elif pending or self._collected:
+                        if pending and (self._wanted_at > self._quiet_from or quiet >= GRACE):
+                            return True  # read
+                        if self._collected and quiet >= GRACE:
+                            return True  # tidy: nobody has read for a while
+                        if (pending or self._collected) and quiet < GRACE:
                             wait = GRACE - quiet
                     self._wakeup.wait(wait)
                 return False

@@ -168,6 +168,11 @@ class Consumer:
         self._rss: int | None = None
         self._rss_read = -RSS_EVERY
         self.streams = [self.keys.node_jobs(config.node), self.keys.jobs]
+        self._origin: wire.Fields = {  # where results come from, in every result entry
+            b"node": config.node.encode(),
+            b"ip": config.ip.encode(),
+            b"pid": b"%d" % os.getpid(),
+        }
         parsed = ConsumerName.parse(name)
         self._attempt = attempts.Template(
             {
@@ -403,19 +408,15 @@ class Consumer:
             context.set_current(None)
             self.slots.finish(self.index)
             self.slots.set_weight(self.index, 0)
-        result = wire.encode(
-            {
-                "id": job_id,
-                "k": outcome.kind,
-                **self._hand_back(fields, outcome),
-                "node": self.config.node,
-                "ip": self.config.ip,
-                "pid": os.getpid(),
-                "t0": repr(outcome.started),
-                "t1": repr(outcome.ended),
-                "out": outcome.stdout or None,
-                "err": outcome.stderr or None,
-            }
+        result = wire.result_fields(
+            fields[b"id"],
+            outcome.kind,
+            self._hand_back(fields, outcome),
+            self._origin,
+            outcome.started,
+            outcome.ended,
+            outcome.stdout,
+            outcome.stderr,
         )
         attempt = (job_id, outcome.started, outcome.ended, outcome.kind == "ok", outcome.error)
         return entry, client, self.signer.sign(results_key, result), attempt
@@ -495,7 +496,7 @@ class Consumer:
             time.sleep(pause)
             pause = min(pause * 2, 0.1)
 
-    def _hand_back(self, fields: dict[bytes, bytes], outcome: runner.Outcome) -> dict[str, Any]:
+    def _hand_back(self, fields: dict[bytes, bytes], outcome: runner.Outcome) -> wire.Fields:
         """Result payload fields: a large result goes through a file when the client shares
         this host; otherwise (or if the file cannot be written) inline."""
         sm = fields.get(b"sm")
@@ -504,11 +505,12 @@ class Consumer:
             if folder is not None:
                 name = handoff.result_name()
                 try:
-                    return {"pf": name, "pz": handoff.write(folder, name, outcome.payload)}
+                    digest = handoff.write(folder, name, outcome.payload)
+                    return {b"pf": name.encode(), b"pz": digest.encode()}
                 except OSError as exc:
                     handoff.remove(folder, name)
                     log.debug("result file not written (%s); sending it inline", exc)
-        return {"p": outcome.payload}
+        return {b"p": outcome.payload}
 
     def _enter_session(
         self, session: str, fields: dict[bytes, bytes], fn: Callable[..., Any], job_id: str

@@ -3,8 +3,8 @@ the outcome into a result payload."""
 
 from __future__ import annotations
 
-import contextlib
 import io
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -76,10 +76,14 @@ def run(
     """Call ``fn(*args, **kwargs)`` with its output captured; never raises for the job's errors,
     except MemoryError under a memory limit (the consumer must then be replaced)."""
     out, err = BoundedOutput(max_output), BoundedOutput(max_output)
+    saved = sys.stdout, sys.stderr
     started = time.time()
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        sys.stdout, sys.stderr = out, err  # what contextlib.redirect_stdout does, in one step
+        try:
             value = fn(*args, **kwargs)
+        finally:
+            sys.stdout, sys.stderr = saved
         kind, payload = "ok", serialization.dumps(value, "result", job_id)
         if len(payload) > max_result:
             raise ResultTooLarge(

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 _FORMAT = struct.Struct("<40s200sddq")  # entry id, job id, start time, timeout, jobs done
 _FENCED = struct.Struct("<q")  # per slot, after the table: results dropped as superseded
 _WEIGHT = struct.Struct("<q")  # per slot, after those: cores the consumer's job holds or awaits
+_DONE = struct.Struct("<q")  # the jobs-done count, last in a slot's _FORMAT
+_DONE_OFFSET = _FORMAT.size - _DONE.size
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class Slots:
     def __init__(self, count: int) -> None:
         self.count = count
         self._map = mmap.mmap(-1, (_FORMAT.size + _FENCED.size + _WEIGHT.size) * max(count, 1))
+        self._weights = struct.Struct(f"<{count}q")  # every slot's weight, read at once
 
     def _read(self, index: int) -> tuple[bytes, bytes, float, float, int]:
         eid, job, started, timeout, done = _FORMAT.unpack_from(self._map, index * _FORMAT.size)
@@ -44,14 +47,16 @@ class Slots:
     ) -> None:
         _FORMAT.pack_into(self._map, index * _FORMAT.size, eid, job, started, timeout, done)
 
+    def _done(self, index: int) -> int:
+        return int(_DONE.unpack_from(self._map, index * _FORMAT.size + _DONE_OFFSET)[0])
+
     def start(
         self, index: int, entry_id: bytes, job_id: bytes, started: float, timeout: float
     ) -> None:
-        done = self._read(index)[4]
-        self._write(index, entry_id, job_id, started, timeout, done)
+        self._write(index, entry_id, job_id, started, timeout, self._done(index))
 
     def finish(self, index: int) -> None:
-        self._write(index, b"", b"", 0.0, 0.0, self._read(index)[4] + 1)
+        self._write(index, b"", b"", 0.0, 0.0, self._done(index) + 1)
 
     def clear(self, index: int) -> None:
         """Forget a dead consumer's job and the cores it held (its jobs-done count stays)."""
@@ -89,9 +94,7 @@ class Slots:
 
     def weight_total(self) -> int:
         """Cores held or reserved on the node."""
-        return sum(
-            _WEIGHT.unpack_from(self._map, self._weight_offset(i))[0] for i in range(self.count)
-        )
+        return sum(self._weights.unpack_from(self._map, self._weight_offset(0)))
 
     def done(self) -> int:
         return sum(self._read(i)[4] for i in range(self.count))
