@@ -47,6 +47,8 @@ HOARD_LIMIT = 0.02
 SETUP_BOUNCES = 3
 #: Seconds a consumer that cannot read a job's argument file waits for its client to upload it.
 HANDOFF_WAIT = 30.0
+#: Seconds a consumer waits for its turn to read jobs before it looks around (stop, sessions).
+FOLLOW_FOR = 0.1
 
 
 #: Seconds between readings of the consumer's peak memory for attempt records, unless a job
@@ -162,6 +164,7 @@ class Consumer:
         # after a Redis outage, entries still pending under our name (a batch cut short, or a
         # publish the server lost in a restart) are read again from our backlog before new ones
         self._backlog = False
+        self._worked = False  # back from running jobs: may wait for the next ones at once
         self._publishes: list[_Publish] = []  # finished jobs whose results are not sent yet
         self._outcomes: deque[tuple[list[_Publish], list[Any]]] = deque()
         self._load_publish = True  # the server lacks the publish script (first use, restart)
@@ -237,8 +240,17 @@ class Consumer:
             time.sleep(0.02)
             return
         self._flush()  # the last batch's results
-        self._reading = True
+        turns = self.slots.turns
+        worked, self._worked = self._worked, False
+        if not turns.take(self.index, back_from_work=worked):
+            # another consumer of this node waits for jobs: wait for the turn, looking up now
+            # and then (the caller checks for stopping, closed sessions, a dead parent)
+            if not turns.follow(self.index, FOLLOW_FOR):
+                return
+        self._reading = True  # from here a stop interrupts the read
         try:
+            if self.stopping:  # told to stop while waiting for the turn
+                return
             # the node's own stream (placed jobs) first, then the shared stream
             reply = self.link.call(
                 "XREADGROUP", "GROUP", CONSUMER_GROUP, self.name, "COUNT", self.prefetch,
@@ -250,8 +262,11 @@ class Consumer:
             return
         finally:
             self._reading = False
+            turns.end(self.index)
         entries = self._checked(all_stream_entries(reply))
         if entries:
+            turns.took_job()
+            self._worked = True
             self._run_batch(entries)
         if self.publisher.owed:
             # the outcomes of earlier publishes are there by now; after a batch, the last
