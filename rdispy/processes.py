@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import logging
 import os
 import select
@@ -32,7 +31,9 @@ def set_parent_death_signal(sig: int = signal.SIGKILL) -> None:
     if not IS_LINUX:
         return
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # the process's own symbols, libc's among them (find_library would run ldconfig: a
+        # subprocess, tens of ms, in every consumer and embedded node started)
+        libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
     except OSError:  # pragma: no cover - libc without prctl
         pass

@@ -8,6 +8,7 @@ command that needs one calls ``require_redis_url``), ``@cluster_option``, ``@pre
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 
@@ -67,9 +68,34 @@ class SetupError(click.ClickException):
     exit_code = 2
 
 
+#: The commands, each imported when it runs (or for ``--help``): a worker does not load what
+#: ``submit`` or ``monitor`` need, which is most of its start-up time (the embedded default's
+#: cold start includes it).
+COMMANDS = {
+    "worker": "rdispy.cli.worker",
+    "server": "rdispy.cli.server",
+    "scheduler": "rdispy.cli.scheduler",
+    "submit": "rdispy.cli.submit",
+    "relay": "rdispy.cli.relay",
+    "status": "rdispy.cli.status",
+    "monitor": "rdispy.cli.monitor",
+}
+
+
 class RdispyGroup(click.Group):
     """Maps rdispy errors to one-line messages and exit codes instead of tracebacks: 2 for
     configuration and connection errors, 1 for other failures."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*COMMANDS, *super().list_commands(ctx)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMANDS.get(cmd_name)
+        if module is None:
+            return super().get_command(ctx, cmd_name)
+        command = getattr(importlib.import_module(module), cmd_name)
+        assert isinstance(command, click.Command)
+        return command
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -89,18 +115,3 @@ class RdispyGroup(click.Group):
 def main(verbose: int, quiet: bool) -> None:
     """rdispy: run Python work in parallel on the cores of one machine or many, over Redis."""
     configure_logging(verbose, quiet)
-
-
-def _register() -> None:
-    from rdispy.cli import monitor, relay, scheduler, server, status, submit, worker
-
-    main.add_command(worker.worker)
-    main.add_command(server.server)
-    main.add_command(scheduler.scheduler)
-    main.add_command(submit.submit)
-    main.add_command(relay.relay)
-    main.add_command(status.status)
-    main.add_command(monitor.monitor)
-
-
-_register()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from rdispy.cli import main
+from rdispy.cli import COMMANDS, main
 from rdispy.server import free_port
 
 
@@ -15,11 +17,26 @@ def test_help_lists_every_command_with_one_line_each():
     result = CliRunner().invoke(main, ["--help"], terminal_width=100)
     assert result.exit_code == 0
     listed = result.output.split("Commands:\n", 1)[1].splitlines()
-    assert sorted(line.split()[0] for line in listed if line.strip()) == sorted(main.commands)
-    for command in main.commands:
+    assert sorted(line.split()[0] for line in listed if line.strip()) == sorted(COMMANDS)
+    for command in COMMANDS:
         line = next(line for line in listed if line.split()[0] == command)
         assert len(line.split()) > 2 and not line.rstrip().endswith("..."), line
     assert "-v, --verbose" in result.output and "-q, --quiet" in result.output
+
+
+def test_a_command_loads_only_its_own_module():
+    """A worker (and the embedded default's node) starts without importing the other commands."""
+    code = (
+        "import sys\n"
+        "from rdispy.cli import main\n"
+        "try:\n"
+        "    main(['worker', '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith('rdispy.cli.')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "['rdispy.cli.worker']"
 
 
 @pytest.mark.parametrize("command", ["worker", "scheduler", "submit", "relay", "status", "monitor"])
