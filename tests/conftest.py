@@ -183,6 +183,16 @@ def start_worker(cluster: str, tmp_path: Path) -> Iterator[Callable[..., Worker]
         worker.stop()
 
 
+@pytest.fixture
+def embedded() -> Iterator[Any]:
+    """The embedded default with two consumers (a private server and a local node)."""
+    import rdispy
+
+    ex = rdispy.Executor(max_workers=2)
+    yield ex
+    ex.shutdown(wait=False, cancel_futures=True)
+
+
 @pytest.fixture(autouse=True)
 def no_leaked_processes(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail a test that leaves a process behind (the session server excepted)."""

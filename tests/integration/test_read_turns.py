@@ -4,7 +4,6 @@ warm consumer, while a burst still reaches every core."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -18,17 +17,10 @@ def nap(seconds: float) -> float:
     return seconds
 
 
-@pytest.fixture
-def executor() -> Iterator[rdispy.Executor]:
-    ex = rdispy.Executor(max_workers=2)
-    yield ex
-    ex.shutdown(wait=False, cancel_futures=True)
-
-
-def test_sequential_jobs_stay_on_the_consumer_that_waits(executor: rdispy.Executor) -> None:
+def test_sequential_jobs_stay_on_the_consumer_that_waits(embedded: rdispy.Executor) -> None:
     pids = []
     for _ in range(60):
-        future = executor.submit(nap, 0)
+        future = embedded.submit(nap, 0)
         future.result(timeout=30)
         pids.append(future.pid)
     switches = sum(1 for a, b in zip(pids, pids[1:], strict=False) if a != b)
@@ -36,10 +28,10 @@ def test_sequential_jobs_stay_on_the_consumer_that_waits(executor: rdispy.Execut
     assert switches <= 10, pids
 
 
-def test_a_burst_of_long_jobs_starts_on_every_core_at_once(executor: rdispy.Executor) -> None:
-    executor.submit(nap, 0).result(timeout=30)
+def test_a_burst_of_long_jobs_starts_on_every_core_at_once(embedded: rdispy.Executor) -> None:
+    embedded.submit(nap, 0).result(timeout=30)
     time.sleep(1.2)  # the node is idle: the followers sleep until the reader rings
-    futures = [executor.submit(nap, 0.5) for _ in range(2)]
+    futures = [embedded.submit(nap, 0.5) for _ in range(2)]
     for future in futures:
         future.result(timeout=30)
     starts = sorted(f.start_time for f in futures if f.start_time is not None)

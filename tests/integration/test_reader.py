@@ -8,7 +8,6 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, as_completed, wait
 from concurrent.futures import TimeoutError as FuturesTimeout
 
@@ -28,23 +27,16 @@ def nap(seconds: float, value: object) -> object:
     return value
 
 
-@pytest.fixture
-def executor() -> Iterator[rdispy.Executor]:
-    ex = rdispy.Executor(max_workers=2)
-    yield ex
-    ex.shutdown(wait=False, cancel_futures=True)
-
-
 def _resolving_thread(future: rdispy.RemoteFuture) -> list[str]:
     seen: list[str] = []
     future.add_done_callback(lambda _: seen.append(threading.current_thread().name))
     return seen
 
 
-def test_a_caller_waiting_in_turn_reads_its_own_results(executor: rdispy.Executor) -> None:
+def test_a_caller_waiting_in_turn_reads_its_own_results(embedded: rdispy.Executor) -> None:
     threads = []
     for i in range(40):
-        future = executor.submit(add, i, 1)
+        future = embedded.submit(add, i, 1)
         seen = _resolving_thread(future)
         assert future.result(timeout=30) == i + 1
         threads += seen
@@ -53,9 +45,9 @@ def test_a_caller_waiting_in_turn_reads_its_own_results(executor: rdispy.Executo
     assert threads.count(threading.current_thread().name) >= 30, threads
 
 
-def test_a_reading_caller_resolves_other_futures_as_they_come(executor: rdispy.Executor) -> None:
-    slow = executor.submit(nap, 1.5, "slow")
-    quick = executor.submit(nap, 0.05, "quick")
+def test_a_reading_caller_resolves_other_futures_as_they_come(embedded: rdispy.Executor) -> None:
+    slow = embedded.submit(nap, 1.5, "slow")
+    quick = embedded.submit(nap, 0.05, "quick")
     fired: list[float] = []
     quick.add_done_callback(lambda _: fired.append(time.monotonic()))
     assert slow.result(timeout=30) == "slow"
@@ -65,26 +57,26 @@ def test_a_reading_caller_resolves_other_futures_as_they_come(executor: rdispy.E
     assert fired and fired[0] < returned - 0.5, (fired, returned)
 
 
-def test_callbacks_and_as_completed_right_after_a_caller_read(executor: rdispy.Executor) -> None:
-    assert executor.submit(add, 1, 1).result(timeout=30) == 2  # a caller just read
+def test_callbacks_and_as_completed_right_after_a_caller_read(embedded: rdispy.Executor) -> None:
+    assert embedded.submit(add, 1, 1).result(timeout=30) == 2  # a caller just read
     got = threading.Event()
-    future = executor.submit(add, 2, 2)
+    future = embedded.submit(add, 2, 2)
     future.add_done_callback(lambda _: got.set())
     assert got.wait(10), "nobody read the result of a future nobody waits on"
-    assert executor.submit(add, 3, 3).result(timeout=30) == 6
-    futures = [executor.submit(nap, 0.01 * i, i) for i in range(8)]
+    assert embedded.submit(add, 3, 3).result(timeout=30) == 6
+    futures = [embedded.submit(nap, 0.01 * i, i) for i in range(8)]
     assert sorted(f.result() for f in as_completed(futures, timeout=30)) == list(range(8))
-    done, _ = wait([executor.submit(add, 4, 4)], timeout=30, return_when=FIRST_COMPLETED)
+    done, _ = wait([embedded.submit(add, 4, 4)], timeout=30, return_when=FIRST_COMPLETED)
     assert [f.result() for f in done] == [8]
 
 
-def test_threads_waiting_at_once_all_get_their_results(executor: rdispy.Executor) -> None:
+def test_threads_waiting_at_once_all_get_their_results(embedded: rdispy.Executor) -> None:
     failures: list[BaseException] = []
 
     def caller(base: int) -> None:
         try:
             for i in range(30):
-                assert executor.submit(add, base, i).result(timeout=30) == base + i
+                assert embedded.submit(add, base, i).result(timeout=30) == base + i
         except BaseException as exc:
             failures.append(exc)
 
@@ -97,8 +89,8 @@ def test_threads_waiting_at_once_all_get_their_results(executor: rdispy.Executor
     assert failures == []
 
 
-def test_a_timeout_while_reading_is_the_timeout_asked_for(executor: rdispy.Executor) -> None:
-    future = executor.submit(nap, 1.0, "late")
+def test_a_timeout_while_reading_is_the_timeout_asked_for(embedded: rdispy.Executor) -> None:
+    future = embedded.submit(nap, 1.0, "late")
     started = time.monotonic()
     with pytest.raises(FuturesTimeout):
         future.result(timeout=0.3)
@@ -112,7 +104,7 @@ class _Interrupted(Exception):
     pass
 
 
-def test_a_reader_interrupted_by_a_signal_loses_no_result(executor: rdispy.Executor) -> None:
+def test_a_reader_interrupted_by_a_signal_loses_no_result(embedded: rdispy.Executor) -> None:
     """A signal handler raising in the main thread while it reads (as Ctrl-C does): the
     connection is dropped mid-read, and the results still reach their futures."""
 
@@ -122,7 +114,7 @@ def test_a_reader_interrupted_by_a_signal_loses_no_result(executor: rdispy.Execu
     previous = signal.signal(signal.SIGALRM, interrupt)
     try:
         for _ in range(3):
-            futures = [executor.submit(nap, 0.3, i) for i in range(4)]
+            futures = [embedded.submit(nap, 0.3, i) for i in range(4)]
             signal.setitimer(signal.ITIMER_REAL, 0.15)
             with pytest.raises(_Interrupted):
                 futures[0].result(timeout=30)
