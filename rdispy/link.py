@@ -67,12 +67,12 @@ class Link:
         settled: Callable[[], None] | None = None,
         large: bool | None = None,
     ) -> list[Any]:
-        """Send commands in one write; returns replies in
-        order.  Replies owed to commands sent ahead are read first and handed to their
-        handlers; then ``settled`` is called, before this pipeline's own replies are read.  An
-        error reply is raised after every reply was read, so the connection stays in step; or,
-        with ``raise_on_error=False``, returned in its place.  ``large`` says whether an
-        argument may be LARGE_ARGUMENT bytes or more (None: look)."""
+        """Send commands in one write; returns replies in order.  Replies owed to commands sent
+        ahead are read first and handed to their handlers; then ``settled`` is called, before
+        this pipeline's own replies are read.  An error reply is raised after every reply was
+        read, so the connection stays in step; or, with ``raise_on_error=False``, returned in
+        its place.  ``large`` says whether an argument may be LARGE_ARGUMENT bytes or more
+        (None: look)."""
         conn = self._conn
         try:
             self._write(_pack(conn, commands, large))

@@ -51,19 +51,20 @@ class RemoteFuture(Future[Any]):
     def result(self, timeout: float | None = None) -> Any:
         """The job's return value, waiting up to ``timeout`` seconds (as ``Future.result``);
         a caller that waits reads the results itself while no one else does."""
-        if self._dispatcher is None or self.done():
-            return super().result(timeout)
-        end = None if timeout is None else time.monotonic() + timeout
-        self._dispatcher.wait_for(self, timeout)
-        return super().result(None if end is None else max(end - time.monotonic(), 0.0))
+        return super().result(self._read_while_waiting(timeout))
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """The job's exception, or None (as ``Future.exception``); reads like ``result``."""
+        return super().exception(self._read_while_waiting(timeout))
+
+    def _read_while_waiting(self, timeout: float | None) -> float | None:
+        """Read results in this thread until the job ends or ``timeout`` passes (if no one else
+        reads); returns what is left of ``timeout``."""
         if self._dispatcher is None or self.done():
-            return super().exception(timeout)
+            return timeout
         end = None if timeout is None else time.monotonic() + timeout
         self._dispatcher.wait_for(self, timeout)
-        return super().exception(None if end is None else max(end - time.monotonic(), 0.0))
+        return None if end is None else max(end - time.monotonic(), 0.0)
 
     def cancel(self) -> bool:
         """Cancel the job if no consumer has taken it yet; True means it will never run."""

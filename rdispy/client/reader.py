@@ -77,7 +77,7 @@ class ResultReader:
         self._collected_bytes = 0
         self._tally_sent = time.monotonic()
         self._restart = False
-        # how the results thread knows whether to read (see ``_results_thread_reads``)
+        # how the results thread knows whether to read (see ``_await_work``)
         self._wakeup = threading.Condition()
         self._idle = False  # the results thread waits for something to read
         self._caller_reading = False
@@ -93,21 +93,10 @@ class ResultReader:
         if self._restart:
             self._restart = False
             self._cursor, self._collected, self._collected_bytes = b"0", [], 0
-        commands: list[tuple[Any, ...]] = [self._read_command(block)]
         remaining = self._pending() - len(self._unresolved)  # pending once those are resolved
-        if self._collected and (
-            drop
-            or len(self._collected) >= DROP_COUNT
-            or self._collected_bytes >= DROP_BYTES
-            or remaining <= 0
-        ):
-            commands.insert(0, self._drop_command())
-        now = time.monotonic()
-        if now - self._tally_sent >= TALLY_EVERY or remaining <= 0:
-            commands[:0] = self._latency.commands(self._latency_key)
-            self._tally_sent = now
+        upkeep = self._upkeep(everything=remaining <= 0, drop=drop)
         reply = self._link.pipeline(
-            commands,
+            [*upkeep, self._read_command(block)],
             timeout=block + defaults.SOCKET_TIMEOUT,
             settled=self.resolve_read,
             large=False,
@@ -118,6 +107,23 @@ class ResultReader:
             self._cursor = entries[-1][0]
             self._collected.extend(eid for eid, _ in entries)
             self._collected_bytes += sum(len(fields.get(b"p", b"")) for _, fields in entries)
+
+    def _upkeep(self, everything: bool, drop: bool = False) -> list[tuple[Any, ...]]:
+        """Commands that drop the results collected (when ``drop``, or once there are many) and
+        flush the latency histogram (every TALLY_EVERY); both now with ``everything``."""
+        commands = []
+        if self._collected and (
+            everything
+            or drop
+            or len(self._collected) >= DROP_COUNT
+            or self._collected_bytes >= DROP_BYTES
+        ):
+            commands.append(self._drop_command())
+        now = time.monotonic()
+        if everything or now - self._tally_sent >= TALLY_EVERY:
+            commands += self._latency.commands(self._latency_key)
+            self._tally_sent = now
+        return commands
 
     def _read_command(self, block: float) -> tuple[Any, ...]:
         block_ms = max(int(block * 1000), 1)  # BLOCK 0 would wait forever
@@ -152,10 +158,7 @@ class ResultReader:
 
     def _tidy(self) -> None:
         """Drop the results collected and flush the latency histogram, without reading."""
-        commands = self._latency.commands(self._latency_key)
-        if self._collected:
-            commands.append(self._drop_command())
-        self._tally_sent = time.monotonic()
+        commands = self._upkeep(everything=True)
         if commands:
             self._link.pipeline(commands, timeout=defaults.SOCKET_TIMEOUT, large=False)
 

@@ -56,6 +56,7 @@ class ReadTurns:
     _STATE = struct.Struct("<qqdd")  # reader, last reader (slot + 1, 0: none), ended, job taken
     _READERS = struct.Struct("<qq")  # the first two, written together
     _TIME = struct.Struct("<d")
+    _ENDED_AT, _TAKEN_AT = 16, 24  # offsets of the two times
 
     def __init__(self) -> None:
         self._map = mmap.mmap(-1, self._STATE.size)
@@ -82,14 +83,15 @@ class ReadTurns:
         """Stop being the reader (a read returned, failed, or the consumer is gone)."""
         reader, last, _, _ = self._state()
         if reader == index + 1:
-            self._TIME.pack_into(self._map, 16, time.monotonic())  # ended, then no reader
+            # when it ended first, then no reader: a follower never sees no reader, old time
+            self._TIME.pack_into(self._map, self._ENDED_AT, time.monotonic())
             self._READERS.pack_into(self._map, 0, 0, last)
 
     def took_job(self) -> None:
         """The reader took a job: wake sleeping followers if the node was idle."""
         taken = self._state()[3]
         now = time.monotonic()
-        self._TIME.pack_into(self._map, 24, now)
+        self._TIME.pack_into(self._map, self._TAKEN_AT, now)
         if now - taken >= self.ACTIVE:
             with contextlib.suppress(BlockingIOError):  # the bell rings already
                 os.write(self._ring, b"!")
