@@ -25,12 +25,19 @@
      └── ExecutorBroken               (also concurrent.futures.BrokenExecutor) client cannot go on
 
 A job's own exception is re-raised as its own type, with the remote traceback attached as
-``__cause__``; cancel and timeout raise the standard ``CancelledError``/``TimeoutError``.
+``__cause__``; cancel and timeout raise the standard ``CancelledError``/``TimeoutError``.  An
+rdispy error caused by another exception (pickling a lock raises TypeError) is also an instance
+of that exception's type (see ``also_as``), so code written for the standard library's executors
+catches it where it would catch the original.
 """
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import BrokenExecutor
+from typing import Any, TypeVar
+
+E = TypeVar("E", bound=BaseException)
 
 
 class RdispyError(Exception):
@@ -160,3 +167,65 @@ class NoNodesError(RdispyError):
 
 class ExecutorBroken(RdispyError, BrokenExecutor):
     """The executor cannot go on (its embedded server or workers died)."""
+
+
+#: Combined classes made by ``also_as``, per (rdispy class, original type).
+_COMBINED: dict[tuple[type[BaseException], type[BaseException]], type[BaseException]] = {}
+_COMBINED_LOCK = threading.Lock()
+
+
+def also_as(cls: type[E], original: type[BaseException]) -> type[E]:
+    """``cls`` made also a subclass of ``original`` (one class per pair, cached): its instances
+    keep ``cls``'s message, job id and advice and are caught by ``except original``.  Returns
+    ``cls`` itself when that cannot be (``original`` is already a base, or the two types cannot
+    be combined, such as a BaseException that is not an Exception)."""
+    if issubclass(cls, original) or not issubclass(original, Exception):
+        return cls
+    key = (cls, original)
+    with _COMBINED_LOCK:
+        combined = _COMBINED.get(key)
+        if combined is None:
+            try:
+                combined = type(
+                    cls.__name__,
+                    (cls, original),
+                    {
+                        "__module__": cls.__module__,
+                        "__qualname__": cls.__qualname__,
+                        "__reduce__": _reduce_combined,
+                        "__init__": cls.__init__,
+                        "__str__": cls.__str__,
+                    },
+                )
+            except TypeError:  # incompatible layouts, a final class
+                combined = cls
+            _COMBINED[key] = combined
+    return combined  # type: ignore[return-value]
+
+
+def caused_by(cls: type[E], cause: BaseException, *args: Any) -> E:
+    """``cls(*args)``, also an instance of ``type(cause)`` where the two combine (see
+    ``also_as``); the caller chains ``cause`` with ``raise ... from``."""
+    combined = also_as(cls, type(cause))
+    if combined is not cls:
+        try:
+            return combined(*args)
+        except Exception:  # noqa: S110 - the original type's constructor wants other arguments
+            pass
+    return cls(*args)
+
+
+def _reduce_combined(self: BaseException) -> tuple[object, ...]:
+    cls, original = type(self).__mro__[1], type(self).__bases__[1]
+    return (_rebuild_combined, (cls, original, self.args, dict(vars(self))))
+
+
+def _rebuild_combined(
+    cls: type[BaseException], original: type[BaseException], args: Any, state: dict[str, Any]
+) -> BaseException:
+    """Unpickle what ``also_as`` made (its class is rebuilt, not looked up by name)."""
+    combined = also_as(cls, original)
+    exc = combined.__new__(combined, *args)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc

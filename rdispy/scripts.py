@@ -98,6 +98,23 @@ if ok and #pending > 0 then return 0 end
 return redis.call('XDEL', stream, eid)
 """
 
+# KEYS[1] the job's stream, KEYS[2] job record, KEYS[3] shared jobs stream
+# ARGV[1] group, ARGV[2] entry id
+# Whether a consumer has been handed the job (the entry is in the group's PEL, or gone from its
+# stream: published, or requeued under a new id): what CANCEL would refuse, without withdrawing.
+# Returns 1 taken, 0 still queued.
+TAKEN = """
+local stream, eid = KEYS[1], ARGV[2]
+local moved = redis.call('HGET', KEYS[2], 'e')
+if stream ~= KEYS[3] and moved then
+  stream, eid = KEYS[3], moved
+end
+if #redis.call('XRANGE', stream, eid, eid) == 0 then return 1 end
+local ok, pending = pcall(redis.call, 'XPENDING', stream, ARGV[1], eid, eid, 1)
+if ok and #pending > 0 then return 1 end
+return 0
+"""
+
 # KEYS[1] a client's fair queue, KEYS[2] the shared jobs stream, KEYS[3] the job's record
 # ARGV[1] entry id in the queue, ARGV[2] ttl
 # Moves that entry into the shared stream verbatim (it is signed for the shared stream) and notes
@@ -244,6 +261,7 @@ class Scripts:
     def __init__(self, client: redis.Redis) -> None:
         self.publish: Script = client.register_script(PUBLISH)
         self.cancel: Script = client.register_script(CANCEL)
+        self.taken: Script = client.register_script(TAKEN)
         self.release: Script = client.register_script(RELEASE)
         self.recover: Script = client.register_script(RECOVER)
         self.move: Script = client.register_script(MOVE)

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import cloudpickle
 
-from rdispy.errors import DeserializationError, RemoteError, SerializationError
+from rdispy.errors import DeserializationError, RemoteError, SerializationError, caused_by
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 
@@ -79,7 +79,11 @@ def dumps(obj: Any, what: str = "object", job_id: str | None = None) -> bytes:
 
 
 def _unpicklable(what: str, exc: Exception, job_id: str | None) -> SerializationError:
-    return SerializationError(
+    """The error for ``exc`` raised while pickling: also of ``exc``'s type (a PicklingError, the
+    TypeError of a lock), as the standard library's executors raise it."""
+    return caused_by(
+        SerializationError,
+        exc,
         f"cannot pickle the {what} ({type(exc).__name__}: {exc}); "
         "pass only picklable values, or build the object inside the job",
         job_id,
@@ -108,7 +112,9 @@ def loads(data: bytes, what: str = "payload", job_id: str | None = None) -> Any:
     try:
         return pickle.loads(data)
     except Exception as exc:
-        raise DeserializationError(
+        raise caused_by(
+            DeserializationError,
+            exc,
             f"cannot unpickle the {what} ({type(exc).__name__}: {exc}); "
             "is every module it needs importable here?",
             job_id,

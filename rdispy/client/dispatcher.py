@@ -450,6 +450,26 @@ class Dispatcher:
             self._forget(future.job_id)
         return withdrawn
 
+    def taken(self, future: RemoteFuture) -> bool:
+        """Whether a consumer has been handed ``future``'s job (it runs, or ran)."""
+        if future.entry_id is None:
+            try:
+                self.settle()
+            except redis.RedisError:
+                return False
+            if future.entry_id is None:
+                return False  # still in the outbox
+        try:
+            return bool(
+                self.scripts.taken(
+                    keys=[future.stream, self.keys.job(future.job_id), self.keys.jobs],
+                    args=[CONSUMER_GROUP, future.entry_id],
+                )
+            )
+        except redis.RedisError as exc:
+            log.warning("cannot ask whether job %s runs: %s", future.job_id, exc)
+            return False
+
     def cancel_all(self) -> None:
         """Cancel every job no consumer has been handed yet."""
         for future in self.pending():
@@ -717,6 +737,7 @@ class Dispatcher:
             return
         try:
             if kind == b"run":
+                future.mark_running()
                 future.start_time = float(fields.get(b"t0", b"0"))
                 future.node = fields.get(b"node", b"").decode() or None
                 future.ip_addr = fields.get(b"ip", b"").decode() or None

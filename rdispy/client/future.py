@@ -4,7 +4,13 @@ It behaves exactly like the standard Future (``wait``/``as_completed`` work on i
 dispy user expects to see of a job: its id, node, pid, start/end times and captured output, and
 the messages it sends while running (``rdispy.updates(future)`` iterates its provisional results).
 ``cancel()`` asks the cluster; it succeeds only while no consumer has taken the job, and then the
-job never runs.
+job never runs.  ``running()`` is True once a consumer has taken the job (from then on ``cancel()``
+returns False): a pending future asks Redis when ``running()`` is called, so the submit and result
+path carries nothing extra.
+
+It relies on three private parts of ``concurrent.futures.Future``, pinned by
+tests/unit/test_future_internals.py: ``_state`` and ``_condition`` (to move a pending future to
+RUNNING), and ``_waiters``, the list ``wait``/``as_completed`` append a waiter to.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from concurrent.futures._base import PENDING, RUNNING
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -67,12 +74,35 @@ class RemoteFuture(Future[Any]):
         return None if end is None else max(end - time.monotonic(), 0.0)
 
     def cancel(self) -> bool:
-        """Cancel the job if no consumer has taken it yet; True means it will never run."""
+        """Cancel the job if no consumer has taken it yet; True means it will never run.
+
+        A cancelled future is at once counted as done by ``wait`` and ``as_completed`` (the
+        standard executors notify them when a worker skips the job; here no worker ever sees it).
+        """
         if self.done():
             return self.cancelled()
-        if self._dispatcher is None or not self._dispatcher.cancel_remote(self):
+        if self._dispatcher is None:
+            return super().cancel()
+        if self._state == RUNNING or not self._dispatcher.cancel_remote(self):
             return False
-        return super().cancel()
+        if not super().cancel():
+            return False
+        self.set_running_or_notify_cancel()
+        return True
+
+    def running(self) -> bool:
+        """True while a consumer has the job (a pending future asks the cluster, once per call,
+        until it hears so; the answer then stays True until the future is done)."""
+        if self._dispatcher is not None and self._state == PENDING:
+            if self._dispatcher.taken(self):
+                self.mark_running()
+        return super().running()
+
+    def mark_running(self) -> None:
+        """Move a pending future to RUNNING (a consumer has it); no-op in any other state."""
+        with self._condition:
+            if self._state == PENDING:
+                self._state = RUNNING
 
     def add_event_listener(self, listener: EventListener) -> None:
         if self._listeners is None:
