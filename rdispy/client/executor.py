@@ -163,6 +163,8 @@ class Executor(_StdExecutor):
         self._check_open()
         if buffersize is not None and buffersize < 1:
             raise ValueError("buffersize must be None or > 0")
+        if chunksize is not None and chunksize < 1:
+            raise ValueError("chunksize must be >= 1.")  # as ProcessPoolExecutor
         end = None if timeout is None else time.monotonic() + timeout
         calls: Iterator[Any] = ((args, {}) for args in zip(*iterables))  # noqa: B905 - map stops at the shortest
         if buffersize is None:

@@ -72,3 +72,10 @@ def test_unpicklable_result_error_is_also_the_original_type(ex):
         future.result(30)
     assert isinstance(info.value, rdispy.SerializationError)
     assert future.job_id in str(info.value)
+
+
+def test_map_refuses_a_chunksize_below_one(ex):
+    with pytest.raises(ValueError, match="chunksize"):
+        list(ex.map(pow, range(4), range(4), chunksize=-1))
+    with pytest.raises(ValueError, match="chunksize"):
+        list(ex.map(pow, range(4), range(4), chunksize=0))
