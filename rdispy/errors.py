@@ -12,7 +12,7 @@
      ├── JobError                     a job failed for a reason other than its own code
      │    ├── RemoteError             the job raised an exception the client cannot rebuild
      │    ├── ResultTooLarge          the job's result is over the size limit
-     │    ├── WorkerCrashed           the consumer process died while running the job
+     │    ├── WorkerCrashed           (also BrokenProcessPool) the job's consumer process died
      │    ├── JobTimeout              (also TimeoutError) the job ran past its timeout
      │    ├── MemoryLimitExceeded     the job used more memory than its node's --memory-limit
      │    ├── DependencyTransferError a dependency file could not be stored (disk full, ...)

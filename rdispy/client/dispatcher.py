@@ -44,6 +44,7 @@ from rdispy.errors import (
     NodeLost,
     RdispyError,
     WorkerCrashed,
+    also_as,
 )
 from rdispy.keys import CONSUMER_GROUP, Keys
 from rdispy.link import Link, has_large
@@ -805,7 +806,10 @@ def lost_error(fields: dict[bytes, bytes], job_id: str) -> JobError:
     message = f"{why}; no retries left (raise max_retries to re-run such jobs)"
     if cause == b"node":
         return NodeLost(message, job_id)
-    return WorkerCrashed(message, job_id, why)
+    # also what ProcessPoolExecutor raises when a worker dies (imported only now: it is slow)
+    from concurrent.futures.process import BrokenProcessPool
+
+    return also_as(WorkerCrashed, BrokenProcessPool)(message, job_id, why)
 
 
 def _handoff_folder(client_id: str) -> handoff.Folder | None:

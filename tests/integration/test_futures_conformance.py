@@ -79,3 +79,19 @@ def test_map_refuses_a_chunksize_below_one(ex):
         list(ex.map(pow, range(4), range(4), chunksize=-1))
     with pytest.raises(ValueError, match="chunksize"):
         list(ex.map(pow, range(4), range(4), chunksize=0))
+
+
+def crash() -> None:
+    import os
+
+    os._exit(3)
+
+
+def test_a_crashed_job_is_also_a_broken_process_pool_error(ex):
+    from concurrent.futures.process import BrokenProcessPool
+
+    future = ex.submit(crash)
+    with pytest.raises(BrokenProcessPool) as info:
+        future.result(60)
+    assert isinstance(info.value, rdispy.WorkerCrashed) and future.job_id in str(info.value)
+    assert ex.submit(pow, 2, 5).result(30) == 32  # only that job failed
