@@ -21,6 +21,7 @@ import socket
 import threading
 import time
 import uuid
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
@@ -115,7 +116,9 @@ class Dispatcher:
         self.handoff = None if keep_results else _handoff_folder(self.client_id)
         self._uploaded: set[str] = set()  # jobs whose handed-over payload a consumer fetched
         self._seq = itertools.count(1)
-        self._functions: dict[int, tuple[Callable[..., Any], str]] = {}
+        # id(fn) -> (fn, or a weak reference to it where it takes one, so that the cache keeps
+        # no object alive; its blob's digest)
+        self._functions: dict[int, tuple[Any, str]] = {}
         self._blobs_touched = time.monotonic()
         self._futures: dict[str, RemoteFuture] = {}
         # what it takes to send unfinished jobs again if the server restarts empty
@@ -195,8 +198,10 @@ class Dispatcher:
     def _function_blob(self, fn: Callable[..., Any]) -> tuple[str, bytes | None]:
         """Digest of ``fn``'s blob, and its bytes when they still have to be uploaded."""
         known = self._functions.get(id(fn))
-        if known is not None and known[0] is fn:
-            return known[1], None
+        if known is not None:
+            held = known[0]
+            if held is fn or (isinstance(held, weakref.ref) and held() is fn):
+                return known[1], None
         data = serialization.dumps(fn, "function")
         wire.check_size(data, self.max_payload)
         return wire.blob_digest(data), data
@@ -274,7 +279,10 @@ class Dispatcher:
                 self._remove_handoff(fields)
             raise
         if blob is not None:
-            self._functions[id(fn)] = (fn, digest)
+            try:
+                self._functions[id(fn)] = (weakref.ref(fn), digest)
+            except TypeError:  # builtins take no weak reference (and keep nothing alive)
+                self._functions[id(fn)] = (fn, digest)
             self._blob_data[digest] = blob
             self._outbox.append((self.keys.blob(digest), blob))
         for future, fields in batch:

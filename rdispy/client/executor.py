@@ -200,7 +200,10 @@ class Executor(_StdExecutor):
                         pending.insert(0, self._submit_chunks(fn, [nxt], bar)[0])
                 remaining = None if end is None else end - time.monotonic()
                 values, error = future.result(remaining)
-                yield from values
+                values.reverse()
+                while values:  # popped as yielded: no reference to a value is kept here
+                    yield values.pop()
+                del values
                 if error is not None:
                     raise serialization.load_exception(error, future.job_id)
         finally:

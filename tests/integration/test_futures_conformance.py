@@ -95,3 +95,30 @@ def test_a_crashed_job_is_also_a_broken_process_pool_error(ex):
         future.result(60)
     assert isinstance(info.value, rdispy.WorkerCrashed) and future.job_id in str(info.value)
     assert ex.submit(pow, 2, 5).result(30) == 32  # only that job failed
+
+
+class Thing:
+    def method(self) -> None:
+        return None
+
+
+def make_thing(_: int) -> Thing:
+    return Thing()
+
+
+def test_no_reference_is_kept_to_submitted_functions_or_map_results(ex):
+    import gc
+    import weakref
+
+    thing = Thing()
+    gone = threading.Event()
+    ref = weakref.ref(thing, lambda _: gone.set())
+    ex.submit(thing.method).result(30)
+    del thing
+    gc.collect()
+    assert gone.wait(5) and ref() is None
+    for obj in ex.map(make_thing, range(6), chunksize=3):
+        held = weakref.ref(obj)
+        del obj
+        gc.collect()
+        assert held() is None
