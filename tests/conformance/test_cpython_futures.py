@@ -92,3 +92,4 @@ globals().update(cpython_futures.build(_suite, "Embedded", __name__))
 for _name, _cls in cpython_futures.build(_suite, "Cluster", __name__).items():
     globals()[_name] = pytest.mark.usefixtures("cpython_nodes")(_cls)
 TestRemoteFuture = cpython_futures.remote_future_tests(_suite, __name__)
+del _name, _cls  # else pytest collects the last class a second time under this name
