@@ -6,7 +6,7 @@
      ├── BrokerError                  Redis unreachable or refused a command
      ├── ProtocolError                an envelope could not be built or read
      │    ├── SerializationError      a function/argument/result cannot be pickled
-     │    ├── DeserializationError    an envelope's payload cannot be unpickled
+     │    ├── DeserializationError    (also BrokenProcessPool) a payload cannot be unpickled
      │    ├── SignatureError          an envelope without a valid HMAC signature
      │    └── PayloadTooLarge         a job's payload is over the size limit
      ├── JobError                     a job failed for a reason other than its own code
@@ -16,6 +16,7 @@
      │    ├── JobTimeout              (also TimeoutError) the job ran past its timeout
      │    ├── MemoryLimitExceeded     the job used more memory than its node's --memory-limit
      │    ├── DependencyTransferError a dependency file could not be stored (disk full, ...)
+     │    ├── InitializerFailed       (also BrokenProcessPool) the executor's initializer raised
      │    ├── JobTerminated           the job was cancelled while running and stopped
      │    ├── NodeLost                the node stopped heartbeating while running the job
      │    ├── JobAbandoned            the job may not be re-run and its attempt was lost
@@ -140,6 +141,11 @@ class DependencyTransferError(JobError):
         return (type(self), (self.message, self.job_id, self.errno))
 
 
+class InitializerFailed(JobError):
+    """The executor's ``initializer`` raised in a consumer process (the message holds its remote
+    traceback): the job did not run, and the executor is broken, as ProcessPoolExecutor's is."""
+
+
 class JobTerminated(JobError):
     """The job was stopped while running because it was cancelled."""
 
@@ -169,62 +175,86 @@ class ExecutorBroken(RdispyError, BrokenExecutor):
     """The executor cannot go on (its embedded server or workers died)."""
 
 
-#: Combined classes made by ``also_as``, per (rdispy class, original type).
-_COMBINED: dict[tuple[type[BaseException], type[BaseException]], type[BaseException]] = {}
+#: Combined classes made by ``also_as``, per (rdispy class, original types).
+_COMBINED: dict[tuple[type[BaseException], tuple[type[BaseException], ...]], type[BaseException]]
+_COMBINED = {}
 _COMBINED_LOCK = threading.Lock()
 
 
-def also_as(cls: type[E], original: type[BaseException]) -> type[E]:
-    """``cls`` made also a subclass of ``original`` (one class per pair, cached): its instances
-    keep ``cls``'s message, job id and advice and are caught by ``except original``.  Returns
-    ``cls`` itself when that cannot be (``original`` is already a base, or the two types cannot
-    be combined, such as a BaseException that is not an Exception)."""
-    if issubclass(cls, original) or not issubclass(original, Exception):
+def also_as(cls: type[E], *originals: type[BaseException]) -> type[E]:
+    """``cls`` made also a subclass of each of ``originals`` (one class per set, cached): its
+    instances keep ``cls``'s message, job id and advice and are caught by ``except original``.
+    Originals that ``cls`` already is, that are not Exceptions, or that another original already
+    implies are left out; ``cls`` itself is returned when nothing is left or the types cannot be
+    combined (incompatible layouts, a final class)."""
+    wanted: list[type[BaseException]] = []
+    for original in originals:
+        if issubclass(cls, original) or not issubclass(original, Exception):
+            continue
+        if any(issubclass(other, original) for other in wanted):
+            continue
+        wanted = [other for other in wanted if not issubclass(original, other)] + [original]
+    if not wanted:
         return cls
-    key = (cls, original)
+    key = (cls, tuple(wanted))
     with _COMBINED_LOCK:
         combined = _COMBINED.get(key)
         if combined is None:
             try:
                 combined = type(
                     cls.__name__,
-                    (cls, original),
+                    (cls, *wanted),
                     {
                         "__module__": cls.__module__,
                         "__qualname__": cls.__qualname__,
                         "__reduce__": _reduce_combined,
                         "__init__": cls.__init__,
                         "__str__": cls.__str__,
+                        "_rdispy_also_as": key,
                     },
                 )
-            except TypeError:  # incompatible layouts, a final class
+            except TypeError:
                 combined = cls
             _COMBINED[key] = combined
     return combined  # type: ignore[return-value]
 
 
-def caused_by(cls: type[E], cause: BaseException, *args: Any) -> E:
-    """``cls(*args)``, also an instance of ``type(cause)`` where the two combine (see
-    ``also_as``); the caller chains ``cause`` with ``raise ... from``."""
-    combined = also_as(cls, type(cause))
-    if combined is not cls:
-        try:
-            return combined(*args)
-        except Exception:  # noqa: S110 - the original type's constructor wants other arguments
-            pass
+def caused_by(
+    cls: type[E], cause: BaseException, *args: Any, also: tuple[type[BaseException], ...] = ()
+) -> E:
+    """``cls(*args)``, also an instance of ``type(cause)`` and of the ``also`` types where they
+    combine (see ``also_as``); the caller chains ``cause`` with ``raise ... from``."""
+    for originals in ((type(cause), *also), also, (type(cause),)):
+        combined = also_as(cls, *originals)
+        if combined is not cls:
+            try:
+                return combined(*args)
+            except Exception:  # noqa: S112 - an original's constructor wants other arguments
+                continue
     return cls(*args)
 
 
+def broken_pool() -> type[BaseException]:
+    """concurrent.futures' BrokenProcessPool, what stdlib code catches when a worker could not
+    run a job or return its result (imported when first needed: it pulls in multiprocessing)."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    return BrokenProcessPool
+
+
 def _reduce_combined(self: BaseException) -> tuple[object, ...]:
-    cls, original = type(self).__mro__[1], type(self).__bases__[1]
-    return (_rebuild_combined, (cls, original, self.args, dict(vars(self))))
+    cls, originals = type(self)._rdispy_also_as  # type: ignore[attr-defined]
+    return (_rebuild_combined, (cls, originals, self.args, dict(vars(self))))
 
 
 def _rebuild_combined(
-    cls: type[BaseException], original: type[BaseException], args: Any, state: dict[str, Any]
+    cls: type[BaseException],
+    originals: type[BaseException] | tuple[type[BaseException], ...],
+    args: Any,
+    state: dict[str, Any],
 ) -> BaseException:
     """Unpickle what ``also_as`` made (its class is rebuilt, not looked up by name)."""
-    combined = also_as(cls, original)
+    combined = also_as(cls, *(originals if isinstance(originals, tuple) else (originals,)))
     exc = combined.__new__(combined, *args)
     exc.args = args
     exc.__dict__.update(state)

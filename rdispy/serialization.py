@@ -7,13 +7,24 @@ traceback attached as ``__cause__``; an exception that cannot be rebuilt becomes
 
 from __future__ import annotations
 
+import io
+import linecache
 import pickle
+import re
 import traceback
+import types
+from collections import ChainMap
 from typing import Any, Protocol
 
 import cloudpickle
 
-from rdispy.errors import DeserializationError, RemoteError, SerializationError, caused_by
+from rdispy.errors import (
+    DeserializationError,
+    RemoteError,
+    SerializationError,
+    broken_pool,
+    caused_by,
+)
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 
@@ -61,6 +72,29 @@ def plain_size(obj: Any, depth: int = 3) -> int:
     return 8 if kind in _PLAIN else -1
 
 
+def _code_reduce(code: types.CodeType) -> Any:
+    """cloudpickle's reduction of a code object, but keeping its file name (cloudpickle 3 puts
+    ``<dynamic-code>`` there), so that a remote traceback of a function defined in ``__main__``
+    or a notebook shows the file and its source lines, as ProcessPoolExecutor's does."""
+    rebuild, args = cloudpickle.cloudpickle._code_reduce(code)
+    args = tuple(code.co_filename if arg == "<dynamic-code>" else arg for arg in args)
+    return rebuild, args
+
+
+class Pickler(cloudpickle.CloudPickler):  # type: ignore[misc]  # untyped base
+    """cloudpickle's pickler with ``_code_reduce``."""
+
+    dispatch_table = ChainMap(
+        {types.CodeType: _code_reduce}, cloudpickle.CloudPickler.dispatch_table
+    )
+
+
+def _cloud_dumps(obj: Any) -> bytes:
+    with io.BytesIO() as sink:
+        Pickler(sink, protocol=PROTOCOL).dump(obj)
+        return sink.getvalue()
+
+
 def dumps_plain(obj: Any) -> bytes:
     """Pickle what ``plain_size`` accepted, with the C pickler (the same bytes cloudpickle's
     would mean)."""
@@ -72,7 +106,7 @@ def dumps(obj: Any, what: str = "object", job_id: str | None = None) -> bytes:
     try:
         if _plain(obj):
             return pickle.dumps(obj, protocol=PROTOCOL)
-        data: bytes = cloudpickle.dumps(obj, protocol=PROTOCOL)
+        data = _cloud_dumps(obj)
     except Exception as exc:
         raise _unpicklable(what, exc, job_id) from exc
     return data
@@ -102,44 +136,46 @@ def dump(obj: Any, sink: Sink, what: str = "object", job_id: str | None = None) 
         if _plain(obj):
             pickle.Pickler(sink, protocol=PROTOCOL).dump(obj)
         else:
-            cloudpickle.CloudPickler(sink, protocol=PROTOCOL).dump(obj)
+            Pickler(sink, protocol=PROTOCOL).dump(obj)
     except Exception as exc:
         raise _unpicklable(what, exc, job_id) from exc
 
 
 def loads(data: bytes, what: str = "payload", job_id: str | None = None) -> Any:
-    """Unpickle; DeserializationError says what failed (often a module missing on this side)."""
+    """Unpickle; DeserializationError says what failed (often a module missing on this side).
+
+    The error is also of the original type and a BrokenProcessPool, what ProcessPoolExecutor
+    raises when a job or its result cannot be unpickled; a SystemExit raised while unpickling
+    ends up in it too, so it neither stops this process nor the thread reading results."""
     try:
         return pickle.loads(data)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise caused_by(
             DeserializationError,
             exc,
             f"cannot unpickle the {what} ({type(exc).__name__}: {exc}); "
             "is every module it needs importable here?",
             job_id,
+            also=(broken_pool(),),
         ) from exc
 
 
-class RemoteTraceback(Exception):
-    """Carries a remote traceback's text; set as ``__cause__`` of a re-raised job exception."""
+def remote_traceback(tb: str) -> Exception:
+    """What carries a remote traceback's text (``.tb``) as ``__cause__`` of a re-raised job
+    exception: ProcessPoolExecutor's own type, which code written for it looks for."""
+    from concurrent.futures.process import _RemoteTraceback
 
-    def __init__(self, tb: str) -> None:
-        super().__init__(tb)
-        self.tb = tb
-
-    def __str__(self) -> str:
-        return self.tb
+    return _RemoteTraceback(tb)  # type: ignore[arg-type]  # typeshed: it takes the text
 
 
 def dump_exception(exc: BaseException, job_id: str | None = None) -> bytes:
     """Pickle a job's exception with its traceback text, falling back to RemoteError."""
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     try:
-        data: bytes = cloudpickle.dumps((exc, tb), protocol=PROTOCOL)
+        data = _cloud_dumps((exc, tb))
     except Exception:
         fallback = RemoteError(type(exc).__qualname__, str(exc), tb, job_id)
-        data = cloudpickle.dumps((fallback, tb), protocol=PROTOCOL)
+        data = _cloud_dumps((fallback, tb))
     return data
 
 
@@ -153,5 +189,27 @@ def load_exception(data: bytes, job_id: str | None = None) -> BaseException:
         )
     if not isinstance(exc, BaseException):
         return RemoteError(type(exc).__name__, repr(exc), tb, job_id)
-    exc.__cause__ = RemoteTraceback(f'\n"""\n{tb}"""')
+    exc.__cause__ = remote_traceback(f'\n"""\n{with_source_lines(tb)}"""')
     return exc
+
+
+_FRAME = re.compile(r'^  File "(?P<file>[^"]+)", line (?P<line>\d+), in .*$')
+
+
+def with_source_lines(tb: str) -> str:
+    """``tb`` with the source line added, from this machine's files, under each frame that has
+    none (the node did not have the file: a client's script run on another machine)."""
+    lines = tb.splitlines(keepends=True)
+    out: list[str] = []
+    for n, line in enumerate(lines):
+        out.append(line)
+        frame = _FRAME.match(line.rstrip("\n"))
+        if frame is None:
+            continue
+        following = lines[n + 1] if n + 1 < len(lines) else ""
+        if following.startswith("    "):
+            continue
+        source = linecache.getline(frame["file"], int(frame["line"])).strip()
+        if source:
+            out.append(f"    {source}\n")
+    return "".join(out)

@@ -18,6 +18,7 @@ import itertools
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -46,6 +47,7 @@ from rdispy.errors import (
     RdispyError,
     WorkerCrashed,
     also_as,
+    broken_pool,
 )
 from rdispy.keys import CONSUMER_GROUP, Keys
 from rdispy.link import Link, has_large
@@ -81,8 +83,10 @@ class Dispatcher:
         dest_path: str | os.PathLike[str] | None = None,
         fair: bool = False,
         keep_results: bool = False,
+        echo_output: bool = False,
     ) -> None:
         self.url = url
+        self.echo_output = echo_output  # write jobs' output to this process's stdout/stderr
         # results stay in Redis after they are read, for a client that reattaches, until they
         # are RESULT_TTL old (payloads then go through Redis: a handed-over file is read once)
         self.keep_results = keep_results
@@ -708,6 +712,8 @@ class Dispatcher:
             log.error("job %s: malformed result header; its times and pid are left out", job_id)
         future.stdout = fields.get(b"out", b"").decode(errors="replace")
         future.stderr = fields.get(b"err", b"").decode(errors="replace")
+        if self.echo_output and (future.stdout or future.stderr):
+            _echo(future.stdout, future.stderr)
         try:
             if kind == b"ok":
                 future.set_result(serialization.loads(self._result_bytes(fields), "result", job_id))
@@ -814,10 +820,8 @@ def lost_error(fields: dict[bytes, bytes], job_id: str) -> JobError:
     message = f"{why}; no retries left (raise max_retries to re-run such jobs)"
     if cause == b"node":
         return NodeLost(message, job_id)
-    # also what ProcessPoolExecutor raises when a worker dies (imported only now: it is slow)
-    from concurrent.futures.process import BrokenProcessPool
-
-    return also_as(WorkerCrashed, BrokenProcessPool)(message, job_id, why)
+    # also what ProcessPoolExecutor raises when a worker dies
+    return also_as(WorkerCrashed, broken_pool())(message, job_id, why)
 
 
 def _handoff_folder(client_id: str) -> handoff.Folder | None:
@@ -831,6 +835,16 @@ def _handoff_folder(client_id: str) -> handoff.Folder | None:
     except OSError as exc:
         log.warning("same-host handoff unavailable (%s); large payloads go through Redis", exc)
         return None
+
+
+def _echo(out: str, err: str) -> None:
+    """A job's output, written here as if it had run in this process (``sys.stdout`` at the
+    time, so that redirections and captures see it)."""
+    for text, stream in ((out, sys.stdout), (err, sys.stderr)):
+        if text and stream is not None:
+            with contextlib.suppress(OSError, ValueError):  # closed, or a broken pipe
+                stream.write(text)
+                stream.flush()
 
 
 def _text(fields: dict[bytes, bytes], name: bytes) -> str:

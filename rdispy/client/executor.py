@@ -29,20 +29,32 @@ import logging
 import math
 import os
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import CancelledError, Future
 from concurrent.futures import Executor as _StdExecutor
+from concurrent.futures import Future
 from typing import Any, Literal
 
 from rdispy import defaults, serialization
+from rdispy.client import closing
 from rdispy.client.dispatcher import Dispatcher
 from rdispy.client.future import RemoteFuture
 from rdispy.client.local_cluster import LocalCluster
+from rdispy.errors import (
+    ExecutorBroken,
+    InitializerFailed,
+    ProtocolError,
+    also_as,
+    broken_pool,
+)
+from rdispy.initializer import Initialized
 from rdispy.keys import Keys
 from rdispy.progress import Progress
 from rdispy.worker.node import live_nodes
 
 log = logging.getLogger(__name__)
+#: Where what the standard executors log goes (a child of their "concurrent.futures" logger).
+_contract_log = logging.getLogger("concurrent.futures.rdispy")
 
 
 class Executor(_StdExecutor):
@@ -51,6 +63,7 @@ class Executor(_StdExecutor):
     Args:
         redis_url: a running cluster's Redis (``redis://``, ``rediss://``, ``unix://``); None
             starts the embedded default: a private server and ``max_workers`` local consumers.
+            A number here is ``max_workers`` (``Executor(4)``, as ``ProcessPoolExecutor(4)``).
         max_workers: consumers of the embedded default (default: the number of cores).
         cluster: cluster name; clients and nodes of one cluster share its queue.
         secret: shared secret; every job and result is then HMAC-signed and checked.
@@ -64,11 +77,23 @@ class Executor(_StdExecutor):
         monitor: serve the web monitor of the cluster from this process while the executor is
             open: True on port 8181 of loopback, a port number (0: any free port) on that port
             (see ``monitor_url``).
+        initializer: called as ``initializer(*initargs)`` in each consumer process before the
+            first job of this executor it runs, as ProcessPoolExecutor's (see
+            ``rdispy.initializer``); if it raises, the executor is broken: pending futures and
+            later submits fail with BrokenProcessPool/BrokenExecutor.
+        initargs: the initializer's arguments.
+        echo_output: write what a job printed to this process's stdout and stderr when its
+            result arrives, as ProcessPoolExecutor's workers write to the same terminal (it is
+            in ``future.stdout``/``future.stderr`` either way).
+
+    Shutting down follows the standard contract: ``shutdown(wait=False)`` returns at once and
+    resources are freed once pending futures are done; at interpreter exit, jobs left pending
+    still complete before the process exits (see ``rdispy.client.closing``).
     """
 
     def __init__(
         self,
-        redis_url: str | None = None,
+        redis_url: str | int | None = None,
         max_workers: int | None = None,
         *,
         cluster: str = defaults.CLUSTER,
@@ -81,17 +106,25 @@ class Executor(_StdExecutor):
         keep_results: bool = False,
         dest_path: str | os.PathLike[str] | None = None,
         monitor: bool | int | None = None,
+        initializer: Callable[..., Any] | None = None,
+        initargs: tuple[Any, ...] = (),
+        echo_output: bool = True,
     ) -> None:
+        if isinstance(redis_url, int) and max_workers is None:  # Executor(4), as the stdlib's
+            redis_url, max_workers = None, redis_url
         if max_workers is not None and max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be a callable")
         keys = Keys(cluster, prefix)
         self._local: LocalCluster | None = None
         if redis_url is None:
             self._local = LocalCluster(max_workers or os.cpu_count() or 1, keys, secret)
             redis_url = self._local.url
+        url = str(redis_url)
         try:
             self._dispatcher = Dispatcher(
-                redis_url,
+                url,
                 keys,
                 secret,
                 max_payload,
@@ -101,8 +134,11 @@ class Executor(_StdExecutor):
                 client_id=client_id,
                 dest_path=dest_path,
                 keep_results=keep_results,
+                echo_output=echo_output,
             )
-            self._monitor = _start_monitor(monitor, redis_url, keys, secret)
+            if self._local is not None:
+                self._local.wait_serving(self._dispatcher.client, connect_timeout)
+            self._monitor = _start_monitor(monitor, url, keys, secret)
         except BaseException:
             if getattr(self, "_dispatcher", None) is not None:
                 self._dispatcher.close()
@@ -111,6 +147,12 @@ class Executor(_StdExecutor):
             raise
         self._shutdown = False
         self._cores_cache: tuple[float, int] = (0.0, 0)
+        #: Why the executor is broken (its initializer raised), as ProcessPoolExecutor's.
+        self._broken: str | bool = False
+        self._initializer = (initializer, tuple(initargs)) if initializer is not None else None
+        self._wrapped: weakref.WeakKeyDictionary[Any, Initialized] = weakref.WeakKeyDictionary()
+        self._parts = closing.Parts(self._dispatcher, self._local, self._monitor)
+        closing.track(self, self._parts)
 
     @property
     def url(self) -> str:
@@ -139,9 +181,60 @@ class Executor(_StdExecutor):
         return list(self._dispatcher.recovered)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> RemoteFuture:
-        """Schedule ``fn(*args, **kwargs)``; pickling errors are raised here, before sending."""
+        """Schedule ``fn(*args, **kwargs)``.  A function or argument that cannot be pickled, or
+        a payload over ``max_payload``, fails the returned future at once (nothing is sent), as
+        ProcessPoolExecutor reports a pickling error on the future."""
         self._check_open()
-        return self._dispatcher.submit(fn, [(args, kwargs)])[0]
+        if self._initializer is not None:
+            fn = self._with_initializer(fn)
+        try:
+            future = self._dispatcher.submit(fn, [(args, kwargs)])[0]
+        except ProtocolError as exc:
+            future = RemoteFuture(exc.job_id or f"{self.client_id}-unsent", None)
+            future.set_exception(exc)
+            return future
+        if self._initializer is not None:
+            future.add_done_callback(self._check_initializer)
+        return future
+
+    def _with_initializer(self, fn: Callable[..., Any]) -> Any:
+        """``fn`` wrapped to run the initializer first (one wrapper per function, so that it is
+        pickled once; it holds the function weakly)."""
+        assert self._initializer is not None
+        try:
+            wrapped = self._wrapped.get(fn)
+        except TypeError:  # not weakly referable: wrapped anew each time
+            wrapped = None
+        if wrapped is None:
+            init, initargs = self._initializer
+            wrapped = Initialized(self.client_id, init, initargs, fn, weak=True)
+            with contextlib.suppress(TypeError):
+                self._wrapped[fn] = wrapped
+        return wrapped
+
+    def _check_initializer(self, future: Future[Any]) -> None:
+        """Break the executor when a job failed because the initializer raised."""
+        if future.cancelled() or self._broken:
+            return
+        error = future.exception()
+        if isinstance(error, InitializerFailed):
+            self._break(error)
+
+    def _break(self, error: InitializerFailed) -> None:
+        if self._broken:
+            return
+        self._broken = str(error)
+        # the standard executors log this on their logger; code that watches it sees ours too
+        _contract_log.critical("Exception in initializer:\n%s", error)
+        broken = ExecutorBroken(
+            "a consumer's initializer failed; the executor is broken and pending jobs were "
+            f"withdrawn (create a new Executor): {error}"
+        )
+        self._dispatcher.broken = broken
+        for pending in self._dispatcher.pending():
+            self._dispatcher.cancel_remote(pending)
+            if not pending.done():
+                Future.set_exception(pending, also_as(ExecutorBroken, broken_pool())(str(broken)))
 
     def map(  # type: ignore[override]
         self,
@@ -165,6 +258,8 @@ class Executor(_StdExecutor):
             raise ValueError("buffersize must be None or > 0")
         if chunksize is not None and chunksize < 1:
             raise ValueError("chunksize must be >= 1.")  # as ProcessPoolExecutor
+        if self._initializer is not None:
+            fn = self._with_initializer(fn)
         end = None if timeout is None else time.monotonic() + timeout
         calls: Iterator[Any] = ((args, {}) for args in zip(*iterables))  # noqa: B905 - map stops at the shortest
         if buffersize is None:
@@ -205,7 +300,10 @@ class Executor(_StdExecutor):
                     yield values.pop()
                 del values
                 if error is not None:
-                    raise serialization.load_exception(error, future.job_id)
+                    exc = serialization.load_exception(error, future.job_id)
+                    if isinstance(exc, InitializerFailed):
+                        self._break(exc)
+                    raise exc
         finally:
             for future in pending:
                 future.cancel()
@@ -217,6 +315,9 @@ class Executor(_StdExecutor):
     ) -> list[RemoteFuture]:
         """Send map chunks; with a bar, each chunk's calls count once its job completes."""
         futures = self._dispatcher.submit(fn, chunks, kind="chunk")
+        if self._initializer is not None:
+            for future in futures:
+                future.add_done_callback(self._check_initializer)
         if bar is not None:
             for future, chunk in zip(futures, chunks, strict=True):
                 future.add_done_callback(functools.partial(_count_calls, bar, len(chunk)))
@@ -238,29 +339,32 @@ class Executor(_StdExecutor):
         return cores
 
     def _check_open(self) -> None:
+        if self._broken:
+            raise self._dispatcher.broken or ExecutorBroken(str(self._broken))
         if self._shutdown:
             raise RuntimeError("cannot schedule new futures after shutdown")
+        if closing.exiting():
+            raise RuntimeError("cannot schedule new futures after interpreter shutdown")
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Stop taking jobs; with ``wait``, return once every job has finished and all is closed.
+        """Stop taking jobs; ``cancel_futures`` withdraws those no consumer has taken.
 
-        With ``wait=False`` the embedded default is torn down at once: jobs not yet finished are
-        cancelled where possible and their futures are left as they are.
+        With ``wait`` return once every pending job has finished and all is closed; without,
+        return at once: pending jobs still run, and everything is closed once they are done
+        (the interpreter waits for that at exit).
         """
         if self._shutdown:
+            if wait:
+                self._parts.join()
             return
         self._shutdown = True
-        if cancel_futures or not wait:
+        closing.untrack(self)
+        if cancel_futures:
             self._dispatcher.cancel_all()
         if wait:
-            for future in self._dispatcher.pending():
-                with contextlib.suppress(CancelledError):
-                    future.exception()
-        if self._monitor is not None:
-            self._monitor.stop()
-        self._dispatcher.close()
-        if self._local is not None:
-            self._local.close(drain=wait)
+            self._parts.drain_and_close()
+        else:
+            self._parts.close_in_background()
 
     def detach(self) -> None:
         """Close this client without touching its jobs: on a cluster they go on, and a client
@@ -269,11 +373,8 @@ class Executor(_StdExecutor):
         if self._shutdown:
             return
         self._shutdown = True
-        if self._monitor is not None:
-            self._monitor.stop()
-        self._dispatcher.close()
-        if self._local is not None:
-            self._local.close(drain=False)
+        closing.untrack(self)
+        self._parts.close(drain=False)
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
         interrupted = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
@@ -281,13 +382,13 @@ class Executor(_StdExecutor):
         return False
 
     def __del__(self) -> None:
-        if getattr(self, "_shutdown", True) is False and getattr(self, "_local", None) is not None:
+        # collected without shutdown: its pending jobs still complete, then all is closed
+        if getattr(self, "_shutdown", True) is False:
             self._shutdown = True
-            if self._monitor is not None:
-                self._monitor.stop()
-            self._dispatcher.close()
-            assert self._local is not None
-            self._local.close(drain=False)
+            try:
+                self._parts.close_in_background()
+            except RuntimeError:  # no new threads now: close at once
+                self._parts.close(drain=False)
 
 
 def _count_calls(bar: Progress, calls: int, _: Future[Any]) -> None:

@@ -14,9 +14,12 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import weakref
+from typing import Any
 
 from rdispy import defaults, processes
+from rdispy.errors import BrokerError
 from rdispy.keys import Keys
 from rdispy.server import EmbeddedServer
 
@@ -28,6 +31,7 @@ class LocalCluster:
 
     def __init__(self, cpus: int, keys: Keys, secret: str | None = None) -> None:
         self.cpus = cpus
+        self.keys, self.name = keys, f"local-{os.getpid()}"
         # the node's interpreter starts while the server does (the node waits for it)
         self.server = EmbeddedServer().launch()
         env = dict(os.environ)
@@ -44,7 +48,7 @@ class LocalCluster:
             "--cpus",
             str(cpus),
             "--name",
-            f"local-{os.getpid()}",
+            self.name,
             "--cluster",
             keys.cluster,
             "--prefix",
@@ -70,6 +74,27 @@ class LocalCluster:
         except BaseException:
             self._finalizer()
             raise
+
+    def wait_serving(self, client: Any, timeout: float) -> None:
+        """Return once the node has registered (its consumers are forked right after), so that
+        the executor starts with its cores ready; raise BrokerError when it died or is late."""
+        deadline = time.monotonic() + timeout
+        key = self.keys.node(self.name)
+        while not client.exists(key):
+            code = self.supervisor.poll()
+            if code is not None:
+                self.close(drain=False)
+                raise BrokerError(
+                    f"the embedded default's node exited at start (code {code}); its log is "
+                    "above (run `rdispy worker` by hand to see why)"
+                )
+            if time.monotonic() > deadline:
+                self.close(drain=False)
+                raise BrokerError(
+                    f"the embedded default's node did not start within {timeout:.0f}s "
+                    "(a slow or overloaded machine: pass a larger connect_timeout)"
+                )
+            time.sleep(0.01)
 
     @property
     def url(self) -> str:

@@ -76,9 +76,6 @@ SKIPS: dict[str, str] = {
     "where pytest's log capture takes it (fails so for the stdlib Future under pytest too)",
     "RemoteFuture.test_done_callback_raises_already_succeeded": "reads the callback error's log "
     "record on stderr, where pytest's log capture takes it (so for the stdlib Future too)",
-    "Initializer.test_initializer": "rdispy.Executor has no initializer=/initargs= (not built)",
-    "FailingInitializer.test_initializer": "rdispy.Executor has no initializer=/initargs= (not "
-    "built)",
 }
 
 

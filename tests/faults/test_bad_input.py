@@ -109,8 +109,10 @@ def test_payload_over_the_limit_is_refused_before_anything_is_written(
         assert len(serialization.dumps(((over,), {}))) == LIMIT + 1
         before = snapshot(r, keys)
 
+        refused = ex.submit(note, ledger, "over", over)
+        assert refused.done()
         with pytest.raises(rdispy.PayloadTooLarge, match=f"over the limit of {LIMIT:,} bytes"):
-            ex.submit(note, ledger, "over", over)
+            refused.result(0)
         with pytest.raises(rdispy.PayloadTooLarge):  # map is all or nothing: the small one too
             list(ex.map(note, [ledger, ledger], ["small", "over"], [b"", over], chunksize=1))
         assert snapshot(r, keys) == before
@@ -147,9 +149,9 @@ def test_unpicklable_argument_or_function_is_refused_at_submit(
     with executor(srv.url, cluster=cluster) as ex:
         before = snapshot(r, keys)
         with pytest.raises(rdispy.SerializationError, match="cannot pickle the arguments.*lock"):
-            ex.submit(len, [threading.Lock()])
+            ex.submit(len, [threading.Lock()]).result(0)
         with pytest.raises(rdispy.SerializationError, match="cannot pickle the function.*lock"):
-            ex.submit(HoldsALock())
+            ex.submit(HoldsALock()).result(0)
         assert snapshot(r, keys) == before
         assert ex.submit(len, [1, 2]).result(DEADLINE) == 2  # the executor is unharmed
     assert r.xlen(keys.jobs) == 0

@@ -204,16 +204,16 @@ def test_unpicklable_function_or_argument_fails_at_submit_and_writes_nothing(
         before = sorted(client.keys(f"{Keys(cluster).base}:*"))
         lock = threading.Lock()
         with pytest.raises(rdispy.SerializationError, match="function"):
-            ex.submit(lambda: lock)
+            ex.submit(lambda: lock).result(0)
         with pytest.raises(rdispy.SerializationError, match="arguments"):
-            ex.submit(print, threading.Lock())
+            ex.submit(print, threading.Lock()).result(0)
         time.sleep(0.2)
         assert sorted(client.keys(f"{Keys(cluster).base}:*")) == before
         assert client.xlen(Keys(cluster).jobs) == 0
     with rdispy.Executor(redis_url, cluster=cluster, max_payload=1000) as small:
         before = sorted(client.keys(f"{Keys(cluster).base}:*"))
         with pytest.raises(rdispy.PayloadTooLarge, match="over the limit"):
-            small.submit(len, b"x" * 2000)
+            small.submit(len, b"x" * 2000).result(0)
         assert small.submit(len, b"x" * 10).result(30) == 10
     assert client.xlen(Keys(cluster).jobs) == 0
     client.close()

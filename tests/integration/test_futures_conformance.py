@@ -60,8 +60,10 @@ def test_cancelled_future_counts_as_done_for_wait_and_as_completed(ex):
 
 
 def test_unpicklable_argument_error_is_also_a_pickling_error(ex):
+    future = ex.submit(id, ErrorAtPickle())  # on the future, as ProcessPoolExecutor's
+    assert future.done()
     with pytest.raises(pickle.PicklingError) as info:
-        ex.submit(id, ErrorAtPickle())
+        future.result(0)
     assert isinstance(info.value, rdispy.SerializationError)
     assert "Error in pickle" in str(info.value)
 

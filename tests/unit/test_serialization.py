@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import concurrent.futures.process
 import pickle
+import sys
 import threading
 
 import pytest
@@ -31,6 +33,25 @@ def test_corrupt_payload_raises_deserialization_error():
         serialization.loads(b"not a pickle", "payload", "j1")
 
 
+class _ExitAtUnpickle:
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return sys.exit, (1,)
+
+
+def test_unpickling_errors_are_broken_process_pool_and_catch_system_exit():
+    """As ProcessPoolExecutor: a payload that cannot be unpickled (even one whose unpickling
+    calls sys.exit) is a BrokenProcessPool, and of the original type, never a SystemExit."""
+    with pytest.raises(concurrent.futures.process.BrokenProcessPool) as info:
+        serialization.loads(pickle.dumps(_ExitAtUnpickle()), "result", "j2")
+    assert isinstance(info.value, DeserializationError) and "SystemExit" in str(info.value)
+    with pytest.raises(pickle.UnpicklingError) as info2:
+        serialization.loads(b"not a pickle", "payload", "j1")
+    assert isinstance(info2.value, concurrent.futures.process.BrokenProcessPool)
+    again = pickle.loads(pickle.dumps(info2.value))
+    assert isinstance(again, pickle.UnpicklingError) and isinstance(again, DeserializationError)
+    assert isinstance(again, concurrent.futures.process.BrokenProcessPool)
+
+
 def test_exception_keeps_type_and_gets_remote_traceback_cause():
     try:
         raise Custom("bad")
@@ -38,8 +59,9 @@ def test_exception_keeps_type_and_gets_remote_traceback_cause():
         data = serialization.dump_exception(exc)
     rebuilt = serialization.load_exception(data)
     assert type(rebuilt) is Custom and str(rebuilt) == "bad"
-    assert isinstance(rebuilt.__cause__, serialization.RemoteTraceback)
-    assert "raise Custom" in str(rebuilt.__cause__)
+    # ProcessPoolExecutor's own type, as code written for it expects
+    assert type(rebuilt.__cause__) is concurrent.futures.process._RemoteTraceback
+    assert "raise Custom" in str(rebuilt.__cause__) and "raise Custom" in rebuilt.__cause__.tb
 
 
 def test_unpicklable_exception_falls_back_to_remote_error():
