@@ -61,7 +61,7 @@ def connect(url: str, **options: object) -> redis.Redis:
     try:
         settings: dict[str, object] = {
             "socket_timeout": defaults.SOCKET_TIMEOUT,
-            "socket_connect_timeout": defaults.CONNECT_TIMEOUT,
+            "socket_connect_timeout": defaults.SOCKET_CONNECT_TIMEOUT,
         }
         if scheme != "unix":
             settings["socket_keepalive"] = True
@@ -80,11 +80,12 @@ def wait_for(
 ) -> None:
     """PING until the server answers, backing off 0.05 s doubling to ``max_backoff``.
 
-    Logs one clear line per failed attempt; raises BrokerError after ``timeout`` seconds (None
-    waits forever, or until ``should_stop()``).
+    Logs a warning at the first retry and then every WAIT_WARNING_EVERY seconds (the other
+    attempts at debug level); raises BrokerError after ``timeout`` seconds (None waits forever,
+    or until ``should_stop()``), never sleeping past it.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
-    delay, attempt = 0.05, 0
+    delay, attempt, warned = 0.05, 0, -float("inf")
     while True:
         attempt += 1
         try:
@@ -116,15 +117,18 @@ def wait_for(
                     "and the URL right?"
                 ) from exc
             # a first miss is the normal race of a node started beside its server
+            now = time.monotonic()
+            loud = attempt > 1 and now - warned >= defaults.WAIT_WARNING_EVERY
+            warned = now if loud else warned
             log.log(
-                logging.DEBUG if attempt == 1 else logging.WARNING,
-                "waiting for Redis at %s (attempt %d failed: %s); retrying in %.2fs",
+                logging.WARNING if loud else logging.DEBUG,
+                "waiting for Redis at %s (attempt %d failed: %s); retrying%s",
                 redact(url),
                 attempt,
                 exc,
-                delay,
+                "" if deadline is None else f" for {max(0.0, deadline - now):.0f}s more",
             )
-            time.sleep(delay)
+            time.sleep(delay if deadline is None else max(0.0, min(delay, deadline - now)))
             delay = min(delay * 2, max_backoff)
 
 

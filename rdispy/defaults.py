@@ -59,8 +59,14 @@ MAX_RETRIES = 2
 
 #: Seconds a Redis command may wait for its reply (above every BLOCK time we use).
 SOCKET_TIMEOUT = 15.0
-#: Seconds to establish a connection to Redis.
-CONNECT_TIMEOUT = 5.0
+#: Seconds one TCP (or TLS) connection to Redis may take to open (redis-py's
+#: ``socket_connect_timeout``), not how long a client waits for the server: see WAIT_FOR_REDIS.
+SOCKET_CONNECT_TIMEOUT = 5.0
+#: Seconds ``Executor(url)`` and the dispy clusters wait, retrying, for Redis to answer at start
+#: (their ``connect_timeout=``) before they raise BrokerError; workers wait forever.
+WAIT_FOR_REDIS = 10.0
+#: Seconds between warnings while something waits for Redis (the first retry warns at once).
+WAIT_WARNING_EVERY = 30.0
 
 #: Seconds a cancelled or timed-out job gets between SIGTERM and SIGKILL of its process group.
 KILL_GRACE = _env_float("RDISPY_KILL_GRACE", 2.0)
@@ -74,3 +80,10 @@ MAX_RETRY_BACKOFF = 30.0
 MAX_BACKOFF = 5.0
 #: Seconds a draining consumer gets before it is killed on shutdown of the embedded default.
 SHUTDOWN_GRACE = 5.0
+#: Seconds a shutdown that drains pending jobs (``shutdown(wait=False)``, interpreter exit)
+#: goes on waiting while Redis cannot be reached; then it gives up on them and closes, so that
+#: a process whose cluster went away still exits.
+DRAIN_UNREACHABLE_GRACE = _env_float("RDISPY_DRAIN_UNREACHABLE_GRACE", 10.0)
+#: Seconds a job may wait for a job it submitted that has not started before a warning names
+#: both (every core of the cluster may be held by such waiting jobs: a nested deadlock).
+NESTED_WAIT_WARNING = _env_float("RDISPY_NESTED_WAIT_WARNING", 10.0)

@@ -2,12 +2,13 @@
 
     RdispyError
      ├── ConfigError                  bad option or environment (e.g. no server binary)
- │    └── NodeNameInUse           another live worker holds this node name
+     │    └── NodeNameInUse           another live worker holds this node name
      ├── BrokerError                  Redis unreachable or refused a command
      ├── ProtocolError                an envelope could not be built or read
      │    ├── SerializationError      a function/argument/result cannot be pickled
      │    ├── DeserializationError    (also BrokenProcessPool) a payload cannot be unpickled
      │    ├── SignatureError          an envelope without a valid HMAC signature
+     │    ├── JobRefused              a node refused the job's entry (secret, wire version)
      │    └── PayloadTooLarge         a job's payload is over the size limit
      ├── JobError                     a job failed for a reason other than its own code
      │    ├── RemoteError             the job raised an exception the client cannot rebuild
@@ -22,7 +23,7 @@
      │    ├── JobAbandoned            the job may not be re-run and its attempt was lost
      │    └── JobLost                 the job's entry was deleted from Redis before it ran
      ├── NoNodesError                 no node is registered to run jobs
- ├── ActionError                  a monitor action cannot be done (unknown or ended job/node)
+     ├── ActionError                  a monitor action cannot be done (unknown or ended job/node)
      └── ExecutorBroken               (also concurrent.futures.BrokenExecutor) client cannot go on
 
 A job's own exception is re-raised as its own type, with the remote traceback attached as
@@ -81,6 +82,17 @@ class SignatureError(ProtocolError):
     """An envelope has no valid HMAC-SHA256 signature for the configured secret."""
 
 
+class JobRefused(ProtocolError):
+    """A node refused the job's entry without running it (no valid signature for its secret,
+    a wire version it does not speak); ``node`` and ``reason`` say which and why."""
+
+    def __init__(
+        self, message: str, job_id: str | None = None, node: str = "", reason: str = ""
+    ) -> None:
+        super().__init__(message, job_id)
+        self.node, self.reason = node, reason
+
+
 class PayloadTooLarge(ProtocolError):
     """A job's function or arguments exceed the configured size limit."""
 
@@ -96,7 +108,9 @@ class JobError(RdispyError):
 class RemoteError(JobError):
     """The job raised an exception that could not be rebuilt on the client.
 
-    ``exc_type`` names the remote exception's type, ``traceback`` holds its remote traceback text.
+    ``exc_type`` names the remote exception's type (module and qualified name), ``traceback``
+    holds its remote traceback text (also its ``__cause__``, as for a rebuilt exception), and
+    ``rebuild_error`` says why it could not be rebuilt.
     """
 
     def __init__(
@@ -106,6 +120,7 @@ class RemoteError(JobError):
         self.exc_type = exc_type
         self.remote_message = message
         self.traceback = traceback
+        self.rebuild_error = ""
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.exc_type, self.remote_message, self.traceback, self.job_id))

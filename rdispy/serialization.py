@@ -169,28 +169,55 @@ def remote_traceback(tb: str) -> Exception:
 
 
 def dump_exception(exc: BaseException, job_id: str | None = None) -> bytes:
-    """Pickle a job's exception with its traceback text, falling back to RemoteError."""
+    """Pickle a job's exception in two layers: plain text that always unpickles (the type's
+    qualified name, the message, the traceback) around the pickled exception itself, so that an
+    exception that cannot be rebuilt on the client still arrives as a RemoteError with its name,
+    message and traceback."""
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    name = f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins.")
     try:
-        data = _cloud_dumps((exc, tb))
+        inner: bytes | None = _cloud_dumps(exc)
     except Exception:
-        fallback = RemoteError(type(exc).__qualname__, str(exc), tb, job_id)
-        data = _cloud_dumps((fallback, tb))
-    return data
+        inner = None
+    envelope = ("rdispy-exc-1", name, _message(exc), tb, inner, job_id)
+    return pickle.dumps(envelope, protocol=PROTOCOL)
+
+
+def _message(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception as err:  # a broken __str__ must not lose the rest
+        return f"<str() failed: {type(err).__name__}>"
 
 
 def load_exception(data: bytes, job_id: str | None = None) -> BaseException:
-    """Rebuild a job's exception with the remote traceback as its cause."""
+    """Rebuild a job's exception with the remote traceback as its cause; one that cannot be
+    rebuilt here becomes RemoteError with the type's name, the message and the traceback."""
     try:
-        exc, tb = pickle.loads(data)
+        envelope = pickle.loads(data)
     except Exception as err:
         return RemoteError(
             "UnknownError", f"the job's exception could not be unpickled here ({err})", "", job_id
         )
-    if not isinstance(exc, BaseException):
-        return RemoteError(type(exc).__name__, repr(exc), tb, job_id)
-    exc.__cause__ = remote_traceback(f'\n"""\n{with_source_lines(tb)}"""')
-    return exc
+    if isinstance(envelope, tuple) and len(envelope) == 6 and envelope[0] == "rdispy-exc-1":
+        _, name, message, tb, inner, job_id = (*envelope[:5], job_id or envelope[5])
+        exc: Any = None
+        why = "it could not be pickled on the node"
+        if inner is not None:
+            try:
+                exc = pickle.loads(inner)
+            except Exception as err:
+                why = f"it cannot be rebuilt here ({type(err).__name__}: {err})"
+        if not isinstance(exc, BaseException):
+            exc = RemoteError(name, message, tb, job_id)
+            exc.rebuild_error = why
+    else:  # (exception, traceback) of a node from before the two layers
+        exc, tb = envelope
+        if not isinstance(exc, BaseException):
+            return RemoteError(type(exc).__name__, repr(exc), tb, job_id)
+    rebuilt: BaseException = exc
+    rebuilt.__cause__ = remote_traceback(f'\n"""\n{with_source_lines(tb)}"""')
+    return rebuilt
 
 
 _FRAME = re.compile(r'^  File "(?P<file>[^"]+)", line (?P<line>\d+), in .*$')

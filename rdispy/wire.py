@@ -9,14 +9,16 @@ Job entry fields::
     v    protocol version            id   job id            c   client id (result stream)
     fn   function blob digest        p    pickled payload   k   kind: "call" | "chunk"
     r    max retries                 t    submit time       x   expiry (signed entries)
+    n    calls in a map chunk (kind "chunk")
     sm   the client's same-host handoff folder ("<host id>:<name>", see ``handoff``)
     pf/pz  a payload handed over in a file of that folder instead of ``p``: name, sha256
     sig  HMAC-SHA256 over all other fields (only with a secret)
 
 Result entry fields::
 
-    v, id, k ("ok" | "exc" | "lost" | "cancelled"), p (pickled value or exception), node, pid,
-    t0/t1 (start/end time), out/err (captured output), why (text reason for "lost"),
+    v, id, k ("ok" | "exc" | "lost" | "cancelled" | "refused"), p (pickled value or exception),
+    node, pid, ck (a map chunk's call count), t0/t1 (start/end time), out/err (captured
+    output), why (text reason for "lost" and "refused"),
     pf/pz (a result handed over in a file of the job's ``sm`` folder instead of ``p``), sig
 
 With a secret every entry is signed over its fields and the stream it is written to, and
@@ -138,6 +140,19 @@ class Signer:
             raise SignatureError("signed entry has expired (or has no valid expiry)", job_id)
 
 
+def refusal_fields(job_id: bytes, node: str, reason: str) -> Fields:
+    """A refusal notice: the job ``job_id`` was not run by ``node``, for ``reason``.  It carries
+    no code, so a client reads it even when it cannot verify it (a node of another secret)."""
+    return {b"v": VERSION, b"id": job_id[:200], b"k": b"refused", b"node": node.encode(),
+            b"why": reason.encode()[:2000]}  # fmt: skip
+
+
+def client_of(fields: Mapping[bytes, bytes]) -> str | None:
+    """The client id of a job entry when it is well-formed (where a notice can go)."""
+    client = fields.get(b"c", b"")
+    return client.decode() if client and _is_name(client) else None
+
+
 def blob_digest(data: bytes) -> str:
     """Content address of a blob."""
     return hashlib.sha256(data).hexdigest()
@@ -163,6 +178,8 @@ def validate_job(fields: Mapping[bytes, bytes]) -> None:
         raise ProtocolError("malformed job id, client id or function digest")
     if not fields.get(b"r", b"0").isdigit():
         raise ProtocolError("malformed retry count")
+    if not fields.get(b"n", b"0").isdigit():
+        raise ProtocolError("malformed call count")
     if b"cp" in fields and not (fields[b"cp"].isdigit() and 0 < int(fields[b"cp"]) < 10_000):
         raise ProtocolError(f"malformed core count {fields[b'cp'][:40]!r}")
     if b"to" in fields and not _is_seconds(fields[b"to"]):

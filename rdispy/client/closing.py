@@ -18,11 +18,16 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import os
 import sys
 import threading
+import time
 import weakref
 from concurrent.futures import CancelledError
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any, Protocol
+
+from rdispy import defaults
 
 if TYPE_CHECKING:
     from rdispy.client.dispatcher import Dispatcher
@@ -45,16 +50,40 @@ class Parts:
         self.dispatcher, self.local, self.monitor = dispatcher, local, monitor
         self._closer: threading.Thread | None = None
         self.closed = False
+        self.owner_pid = os.getpid()  # a forked child's copy closes nothing of its parent's
 
     def drain_and_close(self) -> None:
-        """Wait until every pending future is done, then close everything."""
+        """Wait until every pending future is done, then close everything; give up on them
+        once Redis has been unreachable for ``DRAIN_UNREACHABLE_GRACE`` (nothing can finish)."""
+        if os.getpid() != self.owner_pid:
+            return
+        unreachable_since: float | None = None
         for future in self.dispatcher.pending():
-            with contextlib.suppress(CancelledError):
-                future.exception()
+            while not future.done():
+                with contextlib.suppress(CancelledError, FutureTimeout):
+                    future.exception(1.0)
+                if future.done():
+                    break
+                if self.dispatcher.reachable():
+                    unreachable_since = None
+                    continue
+                unreachable_since = unreachable_since or time.monotonic()
+                if time.monotonic() - unreachable_since > defaults.DRAIN_UNREACHABLE_GRACE:
+                    left = len(self.dispatcher.pending())
+                    log.warning(
+                        "client %s: Redis unreachable for %.0fs while %d jobs were pending; "
+                        "closing without them (a client started with this client_id collects "
+                        "them once the cluster is back)",
+                        self.dispatcher.client_id,
+                        defaults.DRAIN_UNREACHABLE_GRACE,
+                        left,
+                    )
+                    self.close(drain=False)
+                    return
         self.close(drain=True)
 
     def close(self, drain: bool) -> None:
-        if self.closed:
+        if self.closed or os.getpid() != self.owner_pid:
             return
         self.closed = True
         if self.monitor is not None:
@@ -66,7 +95,7 @@ class Parts:
     def close_in_background(self) -> None:
         """``drain_and_close`` in a thread the interpreter waits for at exit (not a daemon);
         once the interpreter exits (no new threads then) everything is closed at once."""
-        if self.closed:
+        if self.closed or os.getpid() != self.owner_pid:
             return
         if exiting() or sys.is_finalizing():
             self.close(drain=False)
@@ -87,6 +116,19 @@ class Parts:
 _OPEN: weakref.WeakKeyDictionary[Any, Parts] = weakref.WeakKeyDictionary()
 _LOCK = threading.Lock()
 _state = {"exiting": False, "hooked": False}
+
+
+def _after_fork_in_child() -> None:
+    """A forked child owns none of its parent's executors: it neither drains nor closes them at
+    its exit (they raise ExecutorBroken if the child uses them, see ``Dispatcher.check_owner``)."""
+    global _LOCK
+    _LOCK = threading.Lock()  # another thread of the parent may have held it at the fork
+    _OPEN.clear()
+    _state["hooked"] = False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def exiting() -> bool:

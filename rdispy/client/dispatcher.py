@@ -40,6 +40,7 @@ from rdispy.errors import (
     ExecutorBroken,
     JobError,
     JobLost,
+    JobRefused,
     JobTerminated,
     JobTimeout,
     MemoryLimitExceeded,
@@ -77,7 +78,7 @@ class Dispatcher:
         secret: str | None = None,
         max_payload: int = defaults.MAX_PAYLOAD,
         max_retries: int = defaults.MAX_RETRIES,
-        connect_timeout: float = 10.0,
+        connect_timeout: float = defaults.WAIT_FOR_REDIS,
         client_id: str | None = None,
         alive: Callable[[], bool] | None = None,
         dest_path: str | os.PathLike[str] | None = None,
@@ -86,6 +87,9 @@ class Dispatcher:
         echo_output: bool = False,
     ) -> None:
         self.url = url
+        #: The process that made this client: a child forked from it must not use it (its
+        #: results would go to this process's futures), nor close it.
+        self.owner_pid = os.getpid()
         self.echo_output = echo_output  # write jobs' output to this process's stdout/stderr
         # results stay in Redis after they are read, for a client that reattaches, until they
         # are RESULT_TTL old (payloads then go through Redis: a handed-over file is read once)
@@ -170,13 +174,16 @@ class Dispatcher:
                 if fields.get(b"c", b"").decode() == self.client_id:
                     future = RemoteFuture(fields[b"id"].decode(), self)
                     future.stream, future.entry_id = key, eid
+                    future.chunk_calls = _chunk_calls(fields)
                     found[future.job_id] = future
                     self._sent[future.job_id] = fields
         for _, fields in self._entries(self.results_key):
             kind = fields.get(b"k")
             if b"id" in fields and kind not in EVENT_KINDS and kind != b"wake":
                 job_id = fields[b"id"].decode()
-                found.setdefault(job_id, RemoteFuture(job_id, self))
+                future = found.setdefault(job_id, RemoteFuture(job_id, self))
+                if future.chunk_calls is None:
+                    future.chunk_calls = _chunk_calls(fields)
         for job_id, future in found.items():
             self._futures[job_id] = future
             self._seq = itertools.count(max(next(self._seq), _seq_of(job_id) + 1))
@@ -247,6 +254,7 @@ class Dispatcher:
         bad argument leaves Redis untouched; the function blob goes out just before its first job.
         ``header`` adds entry fields (timeout, session, events; see ``wire``).
         """
+        self.check_owner()
         if self.broken is not None:
             raise self.broken
         if self._closed.is_set():
@@ -269,6 +277,7 @@ class Dispatcher:
                         "c": self.client_id,
                         "fn": digest,
                         "k": kind,
+                        "n": len(call) if kind == "chunk" else None,
                         **extra,
                         "r": self.max_retries,
                         "t": repr(time.time()),
@@ -554,7 +563,25 @@ class Dispatcher:
 
     def wait_for(self, future: RemoteFuture, timeout: float | None) -> None:
         """Read results in the calling thread while it waits for ``future`` (see ``reader``)."""
+        self.check_owner()
         self._reader.wait_for(future, timeout)
+
+    def reachable(self) -> bool:
+        """Whether Redis answers now."""
+        try:
+            self.client.ping()
+        except redis.RedisError:
+            return False
+        return True
+
+    def check_owner(self) -> None:
+        """Raise ExecutorBroken in a process forked from the one that made this client."""
+        if os.getpid() != self.owner_pid:
+            raise ExecutorBroken(
+                f"this executor belongs to process {self.owner_pid}, and process {os.getpid()} "
+                "is a child forked from it: its results would reach the parent, so it cannot "
+                "be used here; create a new rdispy.Executor in the child"
+            )
 
     def want_results(self) -> None:
         """Have the results thread read now: someone waits without reading themselves."""
@@ -686,10 +713,13 @@ class Dispatcher:
         try:
             self.signer.verify(self.results_key, fields)
         except RdispyError as exc:
-            log.error("ignoring a result entry: %s", exc)
+            self._unverified(fields, exc)
             return
         job_id = fields[b"id"].decode()
         kind = fields.get(b"k")
+        if kind == b"refused":
+            self._refused(job_id, fields, None)
+            return
         if kind in EVENT_KINDS:
             self._event(job_id, kind, fields)
             return
@@ -702,18 +732,7 @@ class Dispatcher:
         if sent is not None:
             with contextlib.suppress(KeyError, ValueError):
                 self._latency.add(time.time() - float(sent[b"t"]))
-        future.ip_addr = fields.get(b"ip", b"").decode(errors="replace") or None
-        future.node = fields.get(b"node", b"").decode(errors="replace") or None
-        try:
-            future.pid = int(fields[b"pid"]) if b"pid" in fields else None
-            future.start_time = float(fields[b"t0"]) if b"t0" in fields else None
-            future.end_time = float(fields[b"t1"]) if b"t1" in fields else None
-        except ValueError:
-            log.error("job %s: malformed result header; its times and pid are left out", job_id)
-        future.stdout = fields.get(b"out", b"").decode(errors="replace")
-        future.stderr = fields.get(b"err", b"").decode(errors="replace")
-        if self.echo_output and (future.stdout or future.stderr):
-            _echo(future.stdout, future.stderr)
+        self._take_header(future, fields)
         try:
             if kind == b"ok":
                 future.set_result(serialization.loads(self._result_bytes(fields), "result", job_id))
@@ -730,6 +749,54 @@ class Dispatcher:
                 future.set_exception(BrokerError(f"job {job_id}: unknown result kind {kind!r}"))
         except RdispyError as exc:
             future.set_exception(exc)
+
+    def _take_header(self, future: RemoteFuture, fields: dict[bytes, bytes]) -> None:
+        """Where and when the job ran, and what it printed (echoed here when asked)."""
+        future.ip_addr = fields.get(b"ip", b"").decode(errors="replace") or None
+        future.node = fields.get(b"node", b"").decode(errors="replace") or None
+        try:
+            future.pid = int(fields[b"pid"]) if b"pid" in fields else None
+            future.start_time = float(fields[b"t0"]) if b"t0" in fields else None
+            future.end_time = float(fields[b"t1"]) if b"t1" in fields else None
+        except ValueError:
+            log.error(
+                "job %s: malformed result header; its times and pid are left out", future.job_id
+            )
+        future.stdout = fields.get(b"out", b"").decode(errors="replace")
+        future.stderr = fields.get(b"err", b"").decode(errors="replace")
+        if self.echo_output and (future.stdout or future.stderr):
+            _echo(future.stdout, future.stderr)
+
+    def _unverified(self, fields: dict[bytes, bytes], error: RdispyError) -> None:
+        """A result entry without a valid signature: nothing of it is unpickled, but the job
+        it names fails (a node of another secret, or none) rather than waiting forever."""
+        kind = fields.get(b"k")
+        job_id = fields.get(b"id", b"").decode(errors="replace")
+        if kind in EVENT_KINDS or job_id not in self._futures:
+            log.error("ignoring a result entry: %s", error)
+            return
+        self._refused(job_id, fields, None if kind == b"refused" else error)
+
+    def _refused(self, job_id: str, fields: dict[bytes, bytes], error: RdispyError | None) -> None:
+        """Fail a job that a node refused to run, or whose result could not be verified."""
+        future = self._futures.pop(job_id, None)
+        self._remove_handoff(self._sent.pop(job_id, None), job_id)
+        if future is None or future.done():
+            return
+        node = fields.get(b"node", b"").decode(errors="replace") or "?"
+        if error is None:
+            reason = _text(fields, b"why")
+            message = f"node {node} refused to run it: {reason}"
+        else:
+            reason = str(error)
+            message = f"its result from node {node} cannot be trusted: {reason}"
+        if "secret" in reason or "sign" in reason:
+            message += (
+                "; the client and every node must share one secret (secret= or "
+                f"${defaults.ENV_SECRET} here, --secret or ${defaults.ENV_SECRET} on the nodes)"
+            )
+        log.error("job %s: %s", job_id, message)
+        future.set_exception(JobRefused(message, job_id, node, reason))
 
     def _result_bytes(self, fields: dict[bytes, bytes]) -> bytes:
         """The pickled result: inline, or in a file a consumer on this host handed over."""
@@ -790,6 +857,11 @@ class Dispatcher:
     # -- closing -------------------------------------------------------------------------------
 
     def close(self) -> None:
+        """Stop the client's threads and close its connections; when no job of it is left
+        pending, also remove what it leaves in Redis (its read results, its record), so that
+        operators do not see a closed client (a detached one keeps them for its successor)."""
+        if os.getpid() != self.owner_pid:
+            return  # a forked child's copy: the parent's connections and records are not its
         self._closed.set()
         self.flush()
         self._reader.wake()
@@ -799,9 +871,20 @@ class Dispatcher:
             if thread.is_alive() and threading.current_thread() is not thread:
                 thread.join(5)
         self._send_link.close()
+        if not self.keep_results and not self.pending():
+            self._remove_client_record()
         self.client.close()
         if self.handoff is not None:
             self.handoff.close()
+
+    def _remove_client_record(self) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(self.results_key, self.keys.client(self.client_id))
+        pipe.zrem(self.keys.clients, self.client_id)
+        try:
+            pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("client %s: its results stream and record stay (%s)", self.client_id, exc)
 
 
 def lost_error(fields: dict[bytes, bytes], job_id: str) -> JobError:
@@ -845,6 +928,18 @@ def _echo(out: str, err: str) -> None:
             with contextlib.suppress(OSError, ValueError):  # closed, or a broken pipe
                 stream.write(text)
                 stream.flush()
+
+
+def _chunk_calls(fields: dict[bytes, bytes]) -> int | None:
+    """The call count of a map chunk's job or result entry (-1: a chunk of unknown size), None
+    for a single call."""
+    if fields.get(b"k") == b"chunk":
+        count = fields.get(b"n", b"")
+    elif b"ck" in fields:
+        count = fields[b"ck"]
+    else:
+        return None
+    return int(count) if count.isdigit() else -1
 
 
 def _text(fields: dict[bytes, bytes], name: bytes) -> str:

@@ -36,7 +36,7 @@ from concurrent.futures import Future
 from typing import Any, Literal
 
 from rdispy import defaults, serialization
-from rdispy.client import closing
+from rdispy.client import chunks, closing
 from rdispy.client.dispatcher import Dispatcher
 from rdispy.client.future import RemoteFuture
 from rdispy.client.local_cluster import LocalCluster
@@ -62,13 +62,18 @@ class Executor(_StdExecutor):
 
     Args:
         redis_url: a running cluster's Redis (``redis://``, ``rediss://``, ``unix://``); None
-            starts the embedded default: a private server and ``max_workers`` local consumers.
+            reads ``$RDISPY_REDIS``, and when that is unset or empty starts the embedded default:
+            a private server and ``max_workers`` local consumers.
             A number here is ``max_workers`` (``Executor(4)``, as ``ProcessPoolExecutor(4)``).
         max_workers: consumers of the embedded default (default: the number of cores).
         cluster: cluster name; clients and nodes of one cluster share its queue.
-        secret: shared secret; every job and result is then HMAC-signed and checked.
+        secret: shared secret; every job and result is then HMAC-signed and checked (None
+            reads ``$RDISPY_SECRET``; the embedded default's node gets the same).
         max_retries: re-runs of a job whose consumer or node died while running it.
         max_payload: largest pickled arguments of one job, in bytes.
+        connect_timeout: seconds to wait, retrying, for Redis to answer before raising
+            BrokerError (default 10; one warning is logged if the first attempt fails); for the
+            embedded default, also how long its node may take to start.
         client_id: reattach as this (crashed) client to collect its jobs (``recover_jobs``).
         keep_results: keep results in Redis after they are read (until their TTL), so that a
             client reattaching with this one's ``client_id`` gets every result again, not only
@@ -101,7 +106,7 @@ class Executor(_StdExecutor):
         secret: str | None = None,
         max_retries: int = defaults.MAX_RETRIES,
         max_payload: int = defaults.MAX_PAYLOAD,
-        connect_timeout: float = 10.0,
+        connect_timeout: float = defaults.WAIT_FOR_REDIS,
         client_id: str | None = None,
         keep_results: bool = False,
         dest_path: str | os.PathLike[str] | None = None,
@@ -112,6 +117,10 @@ class Executor(_StdExecutor):
     ) -> None:
         if isinstance(redis_url, int) and max_workers is None:  # Executor(4), as the stdlib's
             redis_url, max_workers = None, redis_url
+        if redis_url is None:  # as every command, and as Dask and Ray read their address
+            redis_url = os.environ.get(defaults.ENV_REDIS_URL) or None
+        if secret is None:
+            secret = os.environ.get(defaults.ENV_SECRET) or None
         if max_workers is not None and max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
         if initializer is not None and not callable(initializer):
@@ -178,7 +187,7 @@ class Executor(_StdExecutor):
     def recover_jobs(self) -> list[RemoteFuture]:
         """With ``client_id=`` of a client that crashed: futures of its jobs that it had not
         collected, in submission order (results still waiting, jobs queued or running)."""
-        return list(self._dispatcher.recovered)
+        return chunks.per_call(list(self._dispatcher.recovered))
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> RemoteFuture:
         """Schedule ``fn(*args, **kwargs)``.  A function or argument that cannot be pickled, or

@@ -15,7 +15,9 @@ RUNNING), and ``_waiters``, the list ``wait``/``as_completed`` append a waiter t
 
 from __future__ import annotations
 
+import logging
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,8 +25,12 @@ from concurrent.futures import Future
 from concurrent.futures._base import PENDING, RUNNING
 from typing import TYPE_CHECKING, Any
 
+from rdispy import defaults
+
 if TYPE_CHECKING:
     from rdispy.client.dispatcher import Dispatcher
+
+log = logging.getLogger(__name__)
 
 #: Called with (future, event kind, value) for "run", "prov" and "file" events.
 EventListener = Callable[["RemoteFuture", str, Any], None]
@@ -50,6 +56,8 @@ class RemoteFuture(Future[Any]):
         self.end_time: float | None = None  # node-local wall clock
         self.stdout: str = ""
         self.stderr: str = ""
+        #: For a recovered map chunk: how many calls it holds (-1: unknown); see ``chunks``.
+        self.chunk_calls: int | None = None
         self._listeners: list[EventListener] | None = None
         self._updates: queue.SimpleQueue[Any] | None = None
         if dispatcher is not None:
@@ -70,8 +78,36 @@ class RemoteFuture(Future[Any]):
         if self._dispatcher is None or self.done():
             return timeout
         end = None if timeout is None else time.monotonic() + timeout
-        self._dispatcher.wait_for(self, timeout)
+        outer = _running_job()
+        if outer is None:
+            self._dispatcher.wait_for(self, timeout)
+        else:
+            self._wait_nested(outer, end)
         return None if end is None else max(end - time.monotonic(), 0.0)
+
+    def _wait_nested(self, outer: str, end: float | None) -> None:
+        """Wait inside job ``outer``: warn once, naming both jobs, if this job has not started
+        after NESTED_WAIT_WARNING seconds (the cores may all be held by waiting jobs)."""
+        assert self._dispatcher is not None
+        warn_at: float | None = time.monotonic() + defaults.NESTED_WAIT_WARNING
+        while not self.done():
+            now = time.monotonic()
+            if end is not None and now >= end:
+                return
+            until = end if warn_at is None else warn_at if end is None else min(end, warn_at)
+            self._dispatcher.wait_for(self, None if until is None else max(until - now, 0.001))
+            if warn_at is not None and time.monotonic() >= warn_at:
+                warn_at = None
+                if not self.done() and not self.running():
+                    message = (
+                        f"job {outer} waits for job {self.job_id}, which it submitted "
+                        f"{defaults.NESTED_WAIT_WARNING:g}s ago and which has not started: if "
+                        "every core of the cluster is held by jobs that wait like this, none "
+                        "can go on (give the cluster more cores than the nesting depth, or "
+                        "return the inner futures' work to the client instead of waiting)"
+                    )
+                    log.warning("%s", message)
+                    print(f"rdispy: {message}", file=sys.stderr, flush=True)
 
     def cancel(self) -> bool:
         """Cancel the job if no consumer has taken it yet; True means it will never run.
@@ -156,6 +192,13 @@ class _Waiters(list[Any]):
     def append(self, waiter: Any) -> None:
         super().append(waiter)
         self._dispatcher.want_results()
+
+
+def _running_job() -> str | None:
+    """The id of the job this process runs now, when it is a consumer (else None)."""
+    context = sys.modules.get("rdispy.worker.context")
+    job = context.current_or_none() if context is not None else None
+    return job.job_id if job is not None else None
 
 
 def updates(future: RemoteFuture, timeout: float | None = None) -> Iterator[Any]:

@@ -32,9 +32,11 @@ class LocalCluster:
     def __init__(self, cpus: int, keys: Keys, secret: str | None = None) -> None:
         self.cpus = cpus
         self.keys, self.name = keys, f"local-{os.getpid()}"
+        self.owner_pid = os.getpid()
         # the node's interpreter starts while the server does (the node waits for it)
         self.server = EmbeddedServer().launch()
         env = dict(os.environ)
+        env.pop(defaults.ENV_SECRET, None)  # the node has the client's secret, no other
         if secret:
             env[defaults.ENV_SECRET] = secret
         command = [
@@ -67,7 +69,7 @@ class LocalCluster:
             raise
         # runs on close(), on garbage collection, and at interpreter exit
         self._finalizer = weakref.finalize(
-            self, LocalCluster._teardown, self.supervisor, self.server
+            self, LocalCluster._teardown, self.supervisor, self.server, self.owner_pid
         )
         try:
             self.server.wait_ready()
@@ -109,6 +111,8 @@ class LocalCluster:
 
     def close(self, drain: bool = True) -> None:
         """Stop the node (draining running jobs when ``drain``) and the server."""
+        if os.getpid() != self.owner_pid:
+            return  # a forked child's copy: the server and node are the parent's
         if drain and self.supervisor.poll() is None:
             self.supervisor.send_signal(signal.SIGTERM)
             try:
@@ -120,7 +124,9 @@ class LocalCluster:
         self._finalizer()
 
     @staticmethod
-    def _teardown(supervisor: subprocess.Popen[bytes], server: EmbeddedServer) -> None:
+    def _teardown(supervisor: subprocess.Popen[bytes], server: EmbeddedServer, owner: int) -> None:
+        if os.getpid() != owner:  # a forked child's copy: the server and node are the parent's
+            return
         if supervisor.poll() is None:
             # two signals: the supervisor drains on the first and kills its consumers on the second
             for _ in range(2):

@@ -58,7 +58,7 @@ def upstream_opener(url: str) -> Opener:
             opening = asyncio.open_connection(
                 parts.hostname, parts.port or 6379, ssl=tls, limit=CHUNK
             )
-        reader, writer = await asyncio.wait_for(opening, defaults.CONNECT_TIMEOUT)
+        reader, writer = await asyncio.wait_for(opening, defaults.SOCKET_CONNECT_TIMEOUT)
         keepalive(writer)
         hello = [auth] if auth else []
         if db and db != "0":

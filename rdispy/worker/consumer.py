@@ -30,7 +30,7 @@ from typing import Any, NoReturn
 import redis
 
 from rdispy import attempts, connection, defaults, handoff, processes, serialization, stats, wire
-from rdispy.errors import DeserializationError, JobError, ProtocolError
+from rdispy.errors import DeserializationError, JobError, ProtocolError, SignatureError
 from rdispy.keys import CONSUMER_GROUP, Keys
 from rdispy.link import Entry, Link, all_stream_entries, deleted_entries, has_large
 from rdispy.scripts import Scripts
@@ -304,6 +304,11 @@ class Consumer:
         valid = []
         for entry in entries:
             try:
+                if not self.signer.enabled and b"sig" in entry.fields:
+                    raise SignatureError(
+                        "the entry is signed but this node has no secret (start it with "
+                        f"--secret or ${defaults.ENV_SECRET})"
+                    )
                 self.signer.verify(entry.stream, entry.fields)
                 wire.validate_job(entry.fields)
                 valid.append(entry)
@@ -312,8 +317,16 @@ class Consumer:
         return valid
 
     def _dead_letter(self, entry: Entry, reason: str) -> None:
+        """Refuse an entry: to the dead letters, and a notice to its client (which would wait
+        for the job forever otherwise)."""
         log.error("consumer %s: refusing entry %s: %s", self.name, entry.eid.decode(), reason)
         pipe = self.client.pipeline(transaction=True)
+        client, job_id = wire.client_of(entry.fields), entry.fields.get(b"id", b"")
+        if client is not None and job_id:
+            results_key = self.keys.results(client)
+            notice = wire.refusal_fields(job_id, self.config.node, reason)
+            pipe.xadd(results_key, self.signer.sign(results_key, notice))  # type: ignore[arg-type]
+            pipe.expire(results_key, defaults.RESULT_TTL)
         pipe.xadd(
             self.keys.dead_letters,
             {
@@ -433,6 +446,8 @@ class Consumer:
             outcome.stdout,
             outcome.stderr,
         )
+        if fields[b"k"] == b"chunk":  # so that a client that reattaches knows its calls
+            result[b"ck"] = fields.get(b"n", b"")
         attempt = (job_id, outcome.started, outcome.ended, outcome.kind == "ok", outcome.error)
         return entry, client, self.signer.sign(results_key, result), attempt
 

@@ -86,8 +86,55 @@ def test_a_client_that_kept_its_results_gets_every_one_again_and_they_expire(
     # every result comes back although the crashed client had read them all, each exactly once
     assert [f.result(0) for f in futures] == [f"j{i}" for i in range(30)]
     assert set(executions(ledger).values()) == {1}
-    # nobody is bound to come back: what the client left expires with the result TTL
-    ttl = rclient.ttl(keys.results(client_id))
-    assert 0 < ttl <= defaults.RESULT_TTL
+    # recover() collected everything and closed cleanly: the results stream is gone, and the
+    # job records expire with the result TTL
+    assert rclient.exists(keys.results(client_id)) == 0
     for future in futures:
         assert 0 < rclient.ttl(keys.job(future.job_id)) <= defaults.RESULT_TTL
+
+
+MAPPER = textwrap.dedent("""
+    import sys, time, rdispy
+    def slow_square(n):
+        time.sleep(0.05)
+        if n == 13:
+            raise ValueError("thirteen")
+        return n * n
+    ex = rdispy.Executor(sys.argv[1], cluster=sys.argv[2])
+    chunksize = int(sys.argv[3])
+    results = ex.map(slow_square, range(20), chunksize=chunksize)
+    print(ex.client_id, flush=True)
+    print("collected", flush=True)
+    time.sleep(60)
+""")
+
+
+@pytest.mark.parametrize("chunksize", [1, 4])
+def test_recovered_map_jobs_give_one_future_per_call_with_its_value(
+    redis_url, cluster, start_worker, chunksize
+):
+    start_worker(redis_url, 2)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", MAPPER, redis_url, cluster, str(chunksize)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert proc.stdout is not None
+    client_id = proc.stdout.readline().strip()
+    assert proc.stdout.readline().strip() == "collected"
+    proc.kill()
+    proc.wait()
+    proc.stdout.close()
+    futures = rdispy.recover(redis_url, client_id, cluster=cluster, timeout=60)
+    assert len(futures) == 20
+    assert all(f.done() for f in futures)
+    for n, future in enumerate(futures):
+        if n == 13:
+            with pytest.raises(ValueError, match="thirteen"):
+                future.result(0)
+        elif chunksize > 1 and 13 < n < 16:  # after the error in its chunk: never run
+            with pytest.raises(rdispy.JobError, match="earlier call of its map chunk"):
+                future.result(0)
+        else:
+            assert future.result(0) == n * n

@@ -80,6 +80,39 @@ def test_unpicklable_exception_falls_back_to_remote_error():
     assert pickle.loads(pickle.dumps(rebuilt)).traceback == rebuilt.traceback
 
 
+class KeywordOnly(Exception):
+    """Pickles, but cannot be unpickled: its ``__init__`` takes no positional argument."""
+
+    def __init__(self, *, code: int) -> None:
+        super().__init__(f"failed with code {code}")
+
+
+@pytest.mark.parametrize("make", [lambda: KeywordOnly(code=7), lambda: NoArgs()])
+def test_an_exception_that_cannot_be_rebuilt_keeps_its_name_message_and_traceback(make):
+    try:
+        raise make()
+    except Exception as exc:
+        original = exc
+        data = serialization.dump_exception(exc, "j4")
+    with pytest.raises(TypeError):  # what the plain envelope lost before
+        pickle.loads(pickle.dumps(original))
+    rebuilt = serialization.load_exception(data, "j4")
+    assert isinstance(rebuilt, RemoteError) and rebuilt.job_id == "j4"
+    assert rebuilt.exc_type == f"{__name__}.{type(original).__qualname__}"
+    assert str(original) in str(rebuilt)
+    assert "raise make()" in rebuilt.traceback and "cannot be rebuilt here" in rebuilt.rebuild_error
+    assert type(rebuilt.__cause__) is concurrent.futures.process._RemoteTraceback
+    assert "raise make()" in rebuilt.__cause__.tb
+
+
+class NoArgs(Exception):
+    def __init__(self) -> None:
+        super().__init__("no arguments", "two")
+
+    def __reduce__(self):  # the default reduce passes self.args back to __init__
+        return (type(self), self.args)
+
+
 def test_exception_that_cannot_be_unpickled_here_becomes_remote_error():
     rebuilt = serialization.load_exception(b"garbage", "j3")
     assert isinstance(rebuilt, RemoteError) and rebuilt.job_id == "j3"
