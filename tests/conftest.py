@@ -190,7 +190,8 @@ def embedded() -> Iterator[Any]:
 
     ex = rdispy.Executor(max_workers=2)
     yield ex
-    ex.shutdown(wait=False, cancel_futures=True)
+    ex._dispatcher.cancel_all()  # withdraw the queued, close now
+    ex.detach()
 
 
 @pytest.fixture(autouse=True)

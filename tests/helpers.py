@@ -28,5 +28,6 @@ def executor(url: str, **options: Any) -> Iterator[rdispy.Executor]:
     ex = rdispy.Executor(url, **options)
     try:
         yield ex
-    finally:
-        ex.shutdown(wait=False, cancel_futures=True)
+    finally:  # withdraw what is queued and close now (shutdown(wait=False) drains in the back)
+        ex._dispatcher.cancel_all()
+        ex.detach()

@@ -161,8 +161,14 @@ def _at_exit() -> None:
     with _LOCK:
         open_parts = list(_OPEN.values())
         _OPEN.clear()
+    # the program ended on Ctrl-C: stop now rather than wait for its jobs
+    interrupted = isinstance(getattr(sys, "last_value", None), KeyboardInterrupt)
     for parts in open_parts:
         try:
-            parts.drain_and_close()
+            if interrupted:
+                parts.dispatcher.cancel_all()
+                parts.close(drain=False)
+            else:
+                parts.drain_and_close()
         except Exception:
             log.exception("closing an executor at interpreter exit failed")

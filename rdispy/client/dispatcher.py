@@ -768,14 +768,15 @@ class Dispatcher:
             _echo(future.stdout, future.stderr)
 
     def _unverified(self, fields: dict[bytes, bytes], error: RdispyError) -> None:
-        """A result entry without a valid signature: nothing of it is unpickled, but the job
-        it names fails (a node of another secret, or none) rather than waiting forever."""
+        """A result entry without a valid signature is ignored (a forged result must not stop
+        the real one), except a refusal notice: it carries no code, and the job it names fails
+        (refused by a node of another secret, or of none) rather than waiting forever."""
         kind = fields.get(b"k")
         job_id = fields.get(b"id", b"").decode(errors="replace")
-        if kind in EVENT_KINDS or job_id not in self._futures:
+        if kind != b"refused" or job_id not in self._futures:
             log.error("ignoring a result entry: %s", error)
             return
-        self._refused(job_id, fields, None if kind == b"refused" else error)
+        self._refused(job_id, fields, None)
 
     def _refused(self, job_id: str, fields: dict[bytes, bytes], error: RdispyError | None) -> None:
         """Fail a job that a node refused to run, or whose result could not be verified."""

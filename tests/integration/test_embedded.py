@@ -17,7 +17,7 @@ CLIENT = textwrap.dedent("""
     import sys, time, rdispy
     ex = rdispy.Executor(max_workers=2)
     print(ex.submit(pow, 2, 5).result(30), flush=True)
-    futures = [ex.submit(time.sleep, 60) for _ in range(2)]
+    futures = [ex.submit(time.sleep, {seconds}) for _ in range(2)]
     print("ready", flush=True)
     sys.stdin.readline()  # the test has listed our processes
     {ending}
@@ -31,9 +31,11 @@ def family(pid: int) -> list[psutil.Process]:
         return []
 
 
-def run_client(ending: str) -> tuple[subprocess.Popen[str], list[psutil.Process]]:
+def run_client(
+    ending: str, seconds: float = 60
+) -> tuple[subprocess.Popen[str], list[psutil.Process]]:
     proc = subprocess.Popen(
-        [sys.executable, "-c", CLIENT.format(ending=ending)],
+        [sys.executable, "-c", CLIENT.format(ending=ending, seconds=seconds)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -63,9 +65,10 @@ def test_no_process_outlives_the_client(how):
         "sigkill": "time.sleep(60)",
         "sigterm": "time.sleep(60)",
         "sigint": "time.sleep(60)",
-        "exit": "sys.exit(0)",  # interpreter exit with jobs still running
+        # interpreter exit with jobs still running: they complete first, as ProcessPoolExecutor's
+        "exit": "sys.exit(0)",
     }
-    proc, kids = run_client(endings[how])
+    proc, kids = run_client(endings[how], 3 if how == "exit" else 60)
     if how == "sigkill":
         proc.kill()
     elif how == "sigterm":

@@ -55,7 +55,8 @@ def executor(request, redis_url, cluster, start_worker) -> Iterator[rdispy.Execu
     else:
         ex = rdispy.Executor(max_workers=2)
     yield ex
-    ex.shutdown(wait=False, cancel_futures=True)
+    ex._dispatcher.cancel_all()  # withdraw the queued, close now
+    ex.detach()
 
 
 def test_submit_returns_result_and_job_details(executor):
