@@ -104,6 +104,8 @@ class RdispyGroup(click.Group):
             raise SetupError(str(exc)) from exc
         except RdispyError as exc:
             raise click.ClickException(str(exc)) from exc
+        except (redis.ConnectionError, redis.TimeoutError) as exc:  # no usable Redis: as setup
+            raise SetupError(f"cannot reach Redis: {connection.error_text(exc)}") from exc
         except redis.RedisError as exc:
             raise click.ClickException(f"Redis refused: {connection.error_text(exc)}") from exc
 

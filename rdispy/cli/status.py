@@ -42,10 +42,18 @@ def status(
     redis_url = require_redis_url(redis_url)
     keys = Keys(cluster, prefix)
     client = connection.connect(redis_url)
+    try:  # one PING: an unreachable Redis is the same error (exit 2) as for other commands
+        connection.wait_for(client, redis_url, 0)
+    except BaseException:
+        client.close()
+        raise
+    unknown = False
 
     def show() -> None:
+        nonlocal unknown
         if job_id is not None:
             job = state.read_job(client, keys, job_id)
+            unknown = job.state == "unknown"
             payload: dict[str, object] = {"schema": state.SCHEMA_VERSION, **job.to_dict()}
             rendered = text.render_job(job)
         else:
@@ -71,3 +79,8 @@ def status(
         pass
     finally:
         client.close()
+    if unknown and watch is None:
+        click.echo(
+            f"job {job_id}: unknown in cluster {cluster} (never submitted, or expired)", err=True
+        )
+        sys.exit(1)

@@ -251,6 +251,10 @@ class ResultReader:
                 self._baton.release()
         with self._baton:
             self.resolve_read()
+            try:  # the last results' latencies (and their deletion) must not stay behind
+                self._tidy()
+            except redis.RedisError as exc:
+                log.debug("results and latencies not flushed at close: %s", exc)
             self._link.close()
 
     def _await_work(self, next_check: float) -> bool:
@@ -268,9 +272,10 @@ class ResultReader:
                         quiet = now - self._quiet_from
                         if pending and (self._wanted_at > self._quiet_from or quiet >= GRACE):
                             return True  # read
-                        if self._collected and quiet >= GRACE:
+                        unflushed = self._collected or self._latency.counts
+                        if unflushed and quiet >= GRACE:
                             return True  # tidy: nobody has read for a while
-                        if (pending or self._collected) and quiet < GRACE:
+                        if (pending or unflushed) and quiet < GRACE:
                             wait = GRACE - quiet
                     self._wakeup.wait(wait)
                 return False

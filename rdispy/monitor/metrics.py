@@ -19,7 +19,13 @@ _COUNTER_HELP = {
     stats.LOST: "Entries deleted while a consumer held them (their jobs fail with JobLost).",
 }
 
+#: Counters whose name is not ``rdispy_jobs_<counter>_total`` (they count stream entries).
 _NAMES = {stats.DEADLETTERS: "rdispy_deadletters_total", stats.LOST: "rdispy_entries_lost_total"}
+
+
+def counter_name(counter: str) -> str:
+    """The metric name of one of ``stats.COUNTERS``."""
+    return _NAMES.get(counter, f"rdispy_jobs_{counter}_total")
 
 
 def escape(value: str) -> str:
@@ -51,9 +57,7 @@ def render(state: ClusterState) -> str:
     lines: list[str] = []
     for name in stats.COUNTERS:
         lines += _family(
-            f"rdispy_jobs_{name}_total"
-            if name != stats.DEADLETTERS
-            else "rdispy_deadletters_total",
+            counter_name(name),
             "counter",
             _COUNTER_HELP[name],
             [(c, state.counters.get(name, 0))],
