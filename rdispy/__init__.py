@@ -48,10 +48,12 @@ dispy_send_file = send_file
 if TYPE_CHECKING:
     from rdispy.client.cluster import JobCluster, SharedJobCluster
     from rdispy.client.dispy_job import DispyJob, DispyNode
+    from rdispy.client.dispy_logger import logger
     from rdispy.client.executor import Executor
     from rdispy.client.future import RemoteFuture, updates
     from rdispy.client.recover import recover
     from rdispy.scheduler.placement import NodeAllocate
+    from rdispy.worker.avail import DispyNodeAvailInfo
     from rdispy.worker.programs import ProgramRun
 
 __all__ = [
@@ -61,6 +63,7 @@ __all__ = [
     "DeserializationError",
     "DispyJob",
     "DispyNode",
+    "DispyNodeAvailInfo",
     "Executor",
     "ExecutorBroken",
     "InitializerFailed",
@@ -90,6 +93,7 @@ __all__ = [
     "__version__",
     "dispy_provisional_result",
     "dispy_send_file",
+    "logger",
     "progress",
     "provisional_result",
     "recover",
@@ -107,6 +111,8 @@ _LAZY = {
     "NodeAllocate": "rdispy.scheduler.placement",
     "DispyJob": "rdispy.client.dispy_job",
     "DispyNode": "rdispy.client.dispy_job",
+    "DispyNodeAvailInfo": "rdispy.worker.avail",
+    "logger": "rdispy.client.dispy_logger",
     "ProgramRun": "rdispy.worker.programs",
 }
 

@@ -197,3 +197,24 @@ def group_rss() -> dict[int, int]:
             continue
         totals[pgrp] = totals.get(pgrp, 0) + rss * page
     return totals
+
+
+@contextlib.contextmanager
+def file_lock(path: Any) -> Any:
+    """Hold an exclusive advisory lock on the file ``path`` (created if missing) for the
+    ``with`` block: one holder among all processes of the host.  Without ``fcntl`` (not a POSIX
+    system) the block runs unlocked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

@@ -40,10 +40,17 @@ class RunOutcome:
         return self.state == "ok"
 
 
+def _text(output: str | bytes | None) -> str:
+    """A job's output as text (a program's comes as bytes, as in dispy)."""
+    if isinstance(output, bytes):
+        return output.decode(errors="replace")
+    return output or ""
+
+
 def outcome(index: int, args: list[str], job: DispyJob) -> RunOutcome:
     """The outcome of an ended job of a ``JobCluster(program, collect_files=True)``."""
     run = RunOutcome(index, args, "error", node=job.node)
-    run.stdout, run.stderr = job.stdout or "", job.stderr or ""
+    run.stdout, run.stderr = _text(job.stdout), _text(job.stderr)
     if job.start_time and job.end_time:
         run.seconds = job.end_time - job.start_time
     if job.status == DispyJob.Finished and isinstance(job.result, ProgramRun):

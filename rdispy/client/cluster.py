@@ -35,6 +35,7 @@ from rdispy.keys import Keys
 from rdispy.progress import Progress
 from rdispy.scheduler import fair, placement
 from rdispy.scheduler.placement import NodeLoad
+from rdispy.worker import avail
 from rdispy.worker.node import live_nodes
 from rdispy.worker.programs import run_program, run_program_collect
 from rdispy.worker.workspace import check_file_name
@@ -90,7 +91,11 @@ class JobCluster:
             logging.getLogger("rdispy").setLevel(loglevel)
         for name in dispy_networking:
             log.debug("JobCluster: dispy option %s has no effect on rdispy", name)
-        self.callback, self.job_status, self.cluster_status = callback, job_status, cluster_status
+        if callback is not None and job_status is not None:
+            log.warning('JobCluster: "callback" is ignored in favor of "job_status" (as in dispy)')
+        # dispy's deprecated "callback" is "job_status" by another name
+        self.job_status = job_status or callback
+        self.callback, self.cluster_status = self.job_status, cluster_status
         self.timeout = timeout
         self._cleanup = cleanup
         self.node_wait = node_wait
@@ -101,12 +106,19 @@ class JobCluster:
         self._held: collections.deque[DispyJob] = collections.deque()  # waiting for room
         self._held_lock = threading.RLock()
         self._known_nodes: dict[str, DispyNode] = {}  # for cluster_status node events
+        self._watch_lock = threading.Lock()  # the listener thread and discover_nodes
         self._loads: tuple[float, list[NodeLoad]] = (0.0, [])
+        # NodeAllocate.allocate asked once per (selector, node) until resetup_node: the cores it
+        # allows there, and the header fields (its depends, setup_args) of jobs placed there
+        self._allocations: dict[tuple[int, str], int] = {}
+        self._node_fields: dict[str, dict[str, object]] = {}  # node -> "dp", "sa"
+        self._node_depends: dict[str, list[Any]] = {}
         self._placed: dict[str, int] = {}  # jobs placed per node since the last load snapshot
         self._program = ""
         self._collect_files = collect_files
         self.session = uuid.uuid4().hex[:16]
         keys = Keys(cluster)
+        self._secret = secret or None  # for a monitor started later (rdispy.httpd)
         self._local: LocalCluster | None = None
         if redis_url is None:
             self._local = LocalCluster(cpus or os.cpu_count() or 1, keys, secret or None)
@@ -265,6 +277,17 @@ class JobCluster:
         target = node.name if isinstance(node, DispyNode) else str(node)
         return self._submit(args, kwargs, self.timeout, [target], pinned=True)
 
+    def submit_job_id(self, job_id: Any, *args: Any, **kwargs: Any) -> DispyJob:
+        """As ``submit``, with the job's ``id`` set to ``job_id`` (dispy's)."""
+        return self._submit(args, kwargs, self.timeout, job_id=job_id)
+
+    def submit_job_id_node(
+        self, job_id: Any, node: DispyNode | str, *args: Any, **kwargs: Any
+    ) -> DispyJob:
+        """As ``submit_node``, with the job's ``id`` set to ``job_id`` (dispy's)."""
+        target = node.name if isinstance(node, DispyNode) else str(node)
+        return self._submit(args, kwargs, self.timeout, [target], pinned=True, job_id=job_id)
+
     def _submit(
         self,
         args: tuple[Any, ...],
@@ -273,10 +296,15 @@ class JobCluster:
         selectors: list[Any] | None = None,
         pinned: bool = False,
         cpus: int = 1,
+        job_id: Any = None,
     ) -> DispyJob:
         if self._closed:
             raise RuntimeError("cluster is closed")
+        depends = kwargs.pop("dispy_job_depends", None)
         job = DispyJob(next(self._ids), args, kwargs)
+        if job_id is not None:
+            job.id = job_id
+        job._depends = list(depends) if depends else None
         job._timeout = timeout
         job._cpus = cpus
         selectors = selectors or self._selectors
@@ -298,7 +326,7 @@ class JobCluster:
     def _send(self, job: DispyJob) -> None:
         call_args = (self._program, *job.args) if self._program else job.args
         header = self._header  # the dispatcher only reads it: copied when a job adds fields
-        if job._timeout or job._cpus > 1 or job._selectors:
+        if job._timeout or job._cpus > 1 or job._selectors or job._depends:
             header = dict(header)
             if job._timeout:
                 header["to"] = job._timeout
@@ -307,6 +335,10 @@ class JobCluster:
             if job._selectors:
                 header["nd"] = job._placed_on = self._place(job._selectors, need=job._cpus)
                 self._outstanding[job._placed_on] = self._outstanding.get(job._placed_on, 0) + 1
+                header.update(self._node_fields.get(job._placed_on, {}))
+            if job._depends:
+                node_depends = self._node_depends.get(job._placed_on or "", [])
+                header["dp"] = self._manifest([*node_depends, *job._depends])
         future = self._dispatcher.submit(self._function, [(call_args, job.kwargs)], header=header)[
             0
         ]
@@ -325,7 +357,7 @@ class JobCluster:
 
     def _all_full(self, selectors: list[Any]) -> bool:
         """Eligible nodes exist and every one is at this cluster's cap (else: send or fail)."""
-        eligible = placement.eligible(self._node_loads(), selectors, self)
+        eligible = placement.eligible(self._node_loads(), selectors, self, self._allowance)
         return bool(eligible) and not any(self._under_cap(n.name) for n in eligible)
 
     def _under_cap(self, name: str) -> bool:
@@ -359,11 +391,43 @@ class JobCluster:
                 int(rec.get("busy", 0)),
                 int(queued),
                 rec.get("platform", ""),
+                avail.from_record(rec),
             )
             for rec, queued in zip(records, pipe.execute(), strict=True)
         ]
         self._loads, self._placed = (time.monotonic(), loads), {}
         return loads
+
+    def _allowance(self, selector: Any, node: NodeLoad) -> int:
+        """The cores ``selector`` lets this cluster use on ``node``.  A NodeAllocate's
+        ``allocate`` runs once per node (again after ``resetup_node``); the ``depends`` and
+        ``setup_args`` it leaves on itself then go with every job placed on that node."""
+        if not isinstance(selector, placement.NodeAllocate):
+            return node.cpus
+        key = (id(selector), node.name)
+        cpus = self._allocations.get(key)
+        if cpus is None:
+            cpus = self._allocations[key] = placement.ask_allocate(selector, node, self)
+            fields: dict[str, object] = {}
+            depends = getattr(selector, "depends", None) or []
+            if depends:
+                fields["dp"] = self._manifest(depends)
+                self._node_depends[node.name] = list(depends)
+            setup_args = getattr(selector, "setup_args", None)
+            if setup_args:
+                blob = serialization.dumps(tuple(setup_args), "setup_args")
+                fields["sa"] = self._dispatcher.upload_blob(blob)
+            self._node_fields[node.name] = fields
+        return cpus
+
+    def _manifest(self, extra: Iterable[Any]) -> str:
+        """The digest of a manifest of the cluster's dependencies plus ``extra`` (a node's or a
+        job's own ``depends``), uploaded."""
+        files, names = list(self._files), dict(self._names)
+        for item in extra:
+            self._depend(item, files, names)
+        manifest = serialization.dumps({"files": files, "globals": names}, "depends")
+        return self._dispatcher.upload_blob(manifest)
 
     def _place(
         self, selectors: list[Any], exclude: str | None = None, wait: bool = True, need: int = 1
@@ -374,7 +438,13 @@ class JobCluster:
         while True:
             loads = [
                 NodeLoad(
-                    n.name, n.ip, n.cpus, n.busy, n.queued + self._placed.get(n.name, 0), n.platform
+                    n.name,
+                    n.ip,
+                    n.cpus,
+                    n.busy,
+                    n.queued + self._placed.get(n.name, 0),
+                    n.platform,
+                    n.avail,
                 )
                 for n in self._node_loads()
                 if n.name != exclude
@@ -382,7 +452,7 @@ class JobCluster:
                 and not any(placement.matches(n, x) for x in self._excluded)
                 and self._under_cap(n.name)
             ]
-            best = placement.choose(placement.eligible(loads, selectors, self))
+            best = placement.choose(placement.eligible(loads, selectors, self, self._allowance))
             if best is not None:
                 self._placed[best.name] = self._placed.get(best.name, 0) + 1
                 return best.name
@@ -422,6 +492,10 @@ class JobCluster:
 
     def _watch_nodes(self) -> None:
         """Report nodes joining (Initialized) and leaving or lost (Closed) to cluster_status."""
+        with self._watch_lock:
+            self._watch_nodes_locked()
+
+    def _watch_nodes_locked(self) -> None:
         current = {n.name: n for n in self.nodes()}
         for name in current.keys() - self._known_nodes.keys():
             self._events.put((None, DispyNode.Initialized, current[name]))
@@ -475,6 +549,9 @@ class JobCluster:
         job.end_time = future.end_time or time.time()
         job.ip_addr, job.node = future.ip_addr, future.node
         job.stdout, job.stderr = future.stdout, future.stderr
+        if self._program:  # a program's output is bytes in dispy
+            job.stdout = (job.stdout or "").encode()
+            job.stderr = (job.stderr or "").encode()
         result = None
         if future.cancelled():
             status = DispyJob.Cancelled
@@ -516,10 +593,9 @@ class JobCluster:
             job.result = value
         if notify:
             try:
-                if self.job_status and status != DispyJob.ProvisionalResult:
+                # as in dispy: at each provisional result and at the end, never at the start
+                if status != DispyJob.Running and self.job_status:
                     self.job_status(job)
-                if self.callback and status not in (DispyJob.Running,):
-                    self.callback(job)
                 if self.cluster_status:
                     self.cluster_status(status, self._known_nodes.get(job.node or ""), job)
             except Exception:
@@ -607,6 +683,52 @@ class JobCluster:
             self._selectors.extend(selectors)
         return 0
 
+    def resetup_node(self, node: DispyNode | str, terminate_pending: bool = False) -> int:
+        """Set ``node`` up again: its NodeAllocate's ``allocate`` runs again, and jobs placed
+        there from now on run ``cleanup`` then ``setup`` with the new ``setup_args`` and
+        ``depends`` first.  With ``terminate_pending`` this cluster's jobs running there are
+        cancelled.  Returns 0, as dispy does."""
+        name = self._node_name(node)
+        if terminate_pending:
+            for job in self.node_jobs(name):
+                self.cancel(job)
+        for key in [k for k in self._allocations if k[1] == name]:
+            del self._allocations[key]
+        self._node_fields.pop(name, None)
+        self._node_depends.pop(name, None)
+        return 0
+
+    def close_node(self, node: DispyNode | str, terminate_pending: bool = False) -> int:
+        """Stop using ``node`` for this cluster (jobs running there finish, or are cancelled
+        with ``terminate_pending``).  Returns 0, as dispy does."""
+        name = self._node_name(node)
+        if terminate_pending:
+            for job in self.node_jobs(name):
+                self.cancel(job)
+        self.deallocate_node(name)
+        return 0
+
+    def discover_nodes(self, nodes: Any) -> int:
+        """dispy looks for these nodes on the network; rdispy's nodes register in Redis, so this
+        lets the cluster use them (as ``allocate_node``) and reports new ones to
+        ``cluster_status`` at once.  Returns 0."""
+        selectors = nodes if isinstance(nodes, list) else [nodes]
+        if self._selectors is not None:
+            self.allocate_node([s for s in selectors if s not in self._selectors])
+        self._excluded = [x for x in self._excluded if x not in selectors]
+        if self.cluster_status:
+            self._watch_nodes()
+        return 0
+
+    def _node_name(self, node: DispyNode | str) -> str:
+        """A node's name from a DispyNode, a name or an IP address."""
+        if isinstance(node, DispyNode):
+            return node.name
+        for load in self._node_loads():
+            if str(node) in (load.name, load.ip):
+                return load.name
+        return str(node)
+
     def deallocate_node(self, node: Any) -> int:
         """Stop sending new jobs to ``node`` (a name, IP or pattern); running ones finish."""
         self._excluded.append(node.name if isinstance(node, DispyNode) else node)
@@ -631,6 +753,7 @@ class JobCluster:
                 busy=int(rec.get("busy", 0)),
                 jobs_done=int(rec.get("done", 0)),
                 platform=rec.get("platform", ""),
+                avail_info=avail.from_record(rec),
             )
             for rec in live_nodes(
                 self._dispatcher.client, self._dispatcher.keys, self._dispatcher.signer

@@ -42,8 +42,9 @@ class DispyJob:
         self.args = args
         self.kwargs = kwargs
         self.result: Any = None
-        self.stdout: str | None = None
-        self.stderr: str | None = None
+        # str for a function's output; bytes for a program's, as dispy gives them
+        self.stdout: str | bytes | None = None
+        self.stderr: str | bytes | None = None
         self.exception: str | None = None
         self.status = DispyJob.Created
         self.ip_addr: str | None = None
@@ -57,6 +58,7 @@ class DispyJob:
         self._done_lock = threading.Lock()
         self._future: Any = None
         self._selectors: list[Any] | None = None  # the nodes it may run on, when limited
+        self._depends: list[Any] | None = None  # dispy_job_depends: this job's own files
         self._pinned = False  # submit_node: only that node
         self._placed_on: str | None = None  # the node it was sent to, when placed
         self._timeout: float | None = None
@@ -164,6 +166,9 @@ class DispyNode:
     cpu_time: float = 0.0
     update_time: float = field(default_factory=time.time)
     platform: str = ""
+    avail_info: Any = None  # DispyNodeAvailInfo: the node's free cpu, memory, disk and swap
+    tx: int = 0
+    rx: int = 0
 
 
 class ClusterStatus(NamedTuple):

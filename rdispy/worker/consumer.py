@@ -34,7 +34,7 @@ from rdispy.errors import DeserializationError, JobError, ProtocolError, Signatu
 from rdispy.keys import CONSUMER_GROUP, Keys
 from rdispy.link import Entry, Link, all_stream_entries, deleted_entries, has_large
 from rdispy.scripts import Scripts
-from rdispy.worker import context, runner
+from rdispy.worker import context, dispy_session, runner
 from rdispy.worker.recovery import ConsumerName
 from rdispy.worker.slots import ClosedSessions, Slots
 from rdispy.worker.workspace import Workspace
@@ -153,8 +153,9 @@ class Consumer:
         self.scripts = Scripts(self.client)
         self.functions = FunctionCache(self.client, self.keys)
         self.workspace = Workspace(self.client, self.keys, config.workdir)
-        self._setups: set[tuple[str, bytes]] = set()
-        self._cleanups: dict[str, tuple[bytes, Callable[..., Any]]] = {}  # session -> (digest, fn)
+        self._setups: dict[str, tuple[bytes, bytes]] = {}  # session -> (setup, its arguments)
+        # session -> (cleanup digest, setup arguments, computation)
+        self._cleanups: dict[str, tuple[bytes, bytes, Callable[..., Any]]] = {}
         self._failed_setups: dict[str, str] = {}  # session -> why its setup failed here
         self._bounces: dict[str, int] = {}  # job id -> times handed on (failed setup)
         self._closed = closed
@@ -554,25 +555,72 @@ class Consumer:
                 sys.path.insert(0, str(folder))
         namespace = getattr(fn, "__globals__", None)
         if namespace is not None:
-            namespace.update(names)
+            _share_namespace(namespace, names)
+            dispy_session.add_job_globals(
+                namespace, dispy_session.job_globals(self.config.node, self.config.ip, folder)
+            )
         if session in self._failed_setups:  # handed on enough times: no other node took it
             raise JobError(self._failed_setups[session], job_id)
         setup = fields.get(b"su")
-        if setup and (session, setup) not in self._setups:
-            setup_fn = self.functions.get(setup, job_id)
-            if namespace is not None:
-                setup_fn = _in_namespace(setup_fn, namespace)
-            try:
-                status = setup_fn()
-                if status not in (None, 0):
-                    raise JobError(f"setup returned {status!r} on node {self.config.node}", job_id)
-            except Exception as exc:
-                self._setup_failed(session, fields, job_id, exc)
-                raise _SetupFailed from exc
-            self._setups.add((session, setup))
+        setup_args = fields.get(b"sa", b"")
+        done = self._setups.get(session)
+        if setup and done != (setup, setup_args):
+            if done is not None:  # the client set this node up again: undo the old setup
+                self._run_cleanup(session)
+            self._run_setup(session, fields, setup, setup_args, namespace, folder, job_id)
         cleanup = fields.get(b"cu")
         if cleanup and session not in self._cleanups:
-            self._cleanups[session] = (cleanup, fn)
+            self._cleanups[session] = (cleanup, setup_args, fn)
+
+    def _run_setup(
+        self,
+        session: str,
+        fields: dict[bytes, bytes],
+        setup: bytes,
+        setup_args: bytes,
+        namespace: dict[str, Any] | None,
+        folder: Path,
+        job_id: str,
+    ) -> None:
+        """Run the session's setup in this consumer, one consumer of the node at a time."""
+        setup_fn = self.functions.get(setup, job_id)
+        if namespace is not None:
+            setup_fn = _in_namespace(setup_fn, namespace)
+        try:
+            args = self._setup_arguments(setup_args, job_id)
+            with dispy_session.setup_lock(folder):
+                # each consumer runs the setup: each finds the files, even if one removed them
+                self.workspace.prepare(session, fields.get(b"dp"), job_id, again=True)
+                status = setup_fn(*args)
+            if not dispy_session.setup_ok(status):
+                raise JobError(f"setup returned {status!r} on node {self.config.node}", job_id)
+        except Exception as exc:
+            self._setup_failed(session, fields, job_id, exc)
+            raise _SetupFailed from exc
+        self._setups[session] = (setup, setup_args)
+
+    def _setup_arguments(self, digest: bytes, job_id: str) -> tuple[Any, ...]:
+        """The arguments of this node's setup (dispy's ``NodeAllocate.setup_args``)."""
+        if not digest:
+            return ()
+        data: bytes | None = self.client.get(self.keys.blob(digest.decode()))  # type: ignore[assignment]
+        if data is None:
+            raise JobError("the setup arguments of this node are gone from the server", job_id)
+        args = serialization.loads(data, "setup arguments", job_id)
+        return tuple(args)
+
+    def _run_cleanup(self, session: str) -> None:
+        """Run the session's cleanup here (with the arguments its setup had), if it has one."""
+        entry = self._cleanups.pop(session, None)
+        if entry is None:
+            return
+        digest, setup_args, compute = entry
+        try:
+            cleanup = self.functions.get(digest, session)
+            args = self._setup_arguments(setup_args, session)
+            _in_namespace(cleanup, getattr(compute, "__globals__", {}))(*args)
+        except Exception:
+            log.exception("consumer %s: cleanup of session %s failed", self.name, session)
 
     def _setup_failed(
         self, session: str, fields: dict[bytes, bytes], job_id: str, exc: Exception
@@ -594,15 +642,8 @@ class Consumer:
             return
         self._closed_seen, closed = self._closed.since(self._closed_seen)
         for session, remove_files in closed:
-            digest_fn = self._cleanups.pop(session, None)
-            if digest_fn is not None:
-                digest, compute = digest_fn
-                try:
-                    cleanup = self.functions.get(digest, session)
-                    _in_namespace(cleanup, getattr(compute, "__globals__", {}))()
-                except Exception:
-                    log.exception("consumer %s: cleanup of session %s failed", self.name, session)
-            self._setups = {s for s in self._setups if s[0] != session}
+            self._run_cleanup(session)
+            self._setups.pop(session, None)
             self._failed_setups.pop(session, None)
             folder = self.workspace.forget(session)
             if remove_files and folder is not None:
@@ -732,6 +773,19 @@ class Consumer:
                 keys=[entry.stream], args=[CONSUMER_GROUP, entry.eid, self.name], client=pipe
             )
         pipe.execute()
+
+
+def _share_namespace(namespace: dict[str, Any], names: dict[str, Any]) -> None:
+    """Put the session's (and the job's) dependencies into the computation's globals, each
+    function among them rebound to those globals: one namespace, as on a dispynode, so that a
+    dependency sees ``dispy_node_name`` and the other dependencies (what each function brought
+    along is kept)."""
+    for name, value in names.items():
+        if isinstance(value, types.FunctionType) and value.__globals__ is not namespace:
+            for key, item in value.__globals__.items():
+                namespace.setdefault(key, item)
+            value = names[name] = _in_namespace(value, namespace)  # once per session here
+        namespace[name] = value
 
 
 def _in_namespace(fn: Callable[..., Any], namespace: dict[str, Any]) -> Callable[..., Any]:

@@ -24,6 +24,7 @@ import redis
 from rdispy import __version__, defaults, wire
 from rdispy.errors import SignatureError
 from rdispy.keys import Keys
+from rdispy.worker import avail
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ def heartbeat(
         "hb": repr(now),
         "busy": str(busy),
         "done": str(done),
+        **avail.to_fields(avail.measure()),
     }
     if signer is not None and signer.enabled:
         encoded = {str(k).encode(): str(v).encode() for k, v in fields.items()}

@@ -87,13 +87,14 @@ class Workspace:
         return path
 
     def prepare(
-        self, session: str, manifest: bytes | None, job_id: str
+        self, session: str, manifest: bytes | None, job_id: str, again: bool = False
     ) -> tuple[Path, dict[str, Any]]:
         """The session's folder with every dependency file in place, and the objects (functions,
-        classes, modules) the computation's globals must see."""
+        classes, modules) the computation's globals must see.  ``again`` puts the files back
+        even when this process placed them before (a setup may have removed them)."""
         key = (session, manifest or b"")
         ready = self._ready.get(key)  # every job of a session after its first: nothing to do
-        if ready is not None:
+        if ready is not None and not again:
             return ready
         check_file_name(session, job_id)
         folder = self.sessions / session
