@@ -73,6 +73,17 @@ class Size(click.ParamType):  # type: ignore[type-arg]
     "ResultTooLarge.",
 )
 @click.option(
+    "--max-output",
+    type=Size(),
+    default=None,
+    envvar="RDISPY_MAX_OUTPUT",
+    show_envvar=True,
+    metavar="SIZE",
+    help="Characters of a job's stdout, and of its stderr, kept and sent back (default: 1 MiB; "
+    "sizes like 64K, 16MB or a number).  Output over it is cut and ends with a line "
+    "'[rdispy: output cut at N characters; M more were dropped]'.",
+)
+@click.option(
     "--workdir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
@@ -104,6 +115,7 @@ def worker(
     heartbeat: float | None,
     connect_timeout: float | None,
     max_result: int | None,
+    max_output: int | None,
     workdir: Path | None,
     discover: bool,
     memory_limit: int | None,
@@ -139,6 +151,7 @@ def worker(
         stop_server_with_owner=stop_server_with_owner,
         connect_timeout=connect_timeout,
         max_result=max_result or defaults.MAX_RESULT,
+        max_output=max_output or defaults.MAX_OUTPUT,
         workdir=workdir,
         memory_limit=memory_limit,
     )
