@@ -96,6 +96,15 @@ class Size(click.ParamType):  # type: ignore[type-arg]
     "51350) and connect through it.",
 )
 @click.option(
+    "--discover-interface",
+    default=None,
+    envvar="RDISPY_DISCOVER_INTERFACE",
+    show_envvar=True,
+    metavar="NAME",
+    help="With --discover (which it implies): broadcast on this network interface only, e.g. "
+    "eth1 (default: every interface that is up but the loopback).",
+)
+@click.option(
     "--memory-limit",
     type=Size(),
     default=None,
@@ -118,6 +127,7 @@ def worker(
     max_output: int | None,
     workdir: Path | None,
     discover: bool,
+    discover_interface: str | None,
     memory_limit: int | None,
     owner_pid: int | None,
     stop_server_with_owner: bool,
@@ -126,10 +136,10 @@ def worker(
     from rdispy import defaults
     from rdispy.worker.supervisor import Supervisor, SupervisorConfig
 
-    if not redis_url and discover:
+    if not redis_url and (discover or discover_interface is not None):
         from rdispy.relay.discovery import discover as find_relay
 
-        redis_url = find_relay(cluster, secret, connect_timeout)
+        redis_url = find_relay(cluster, secret, connect_timeout, interface=discover_interface)
     redis_url = require_redis_url(redis_url)
     if name is not None and (not name or any(c in name for c in ":/{}*?[] \t\n")):
         raise ConfigError(
