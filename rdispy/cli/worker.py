@@ -73,6 +73,17 @@ class Size(click.ParamType):  # type: ignore[type-arg]
     "ResultTooLarge.",
 )
 @click.option(
+    "--max-output",
+    type=Size(),
+    default=None,
+    envvar="RDISPY_MAX_OUTPUT",
+    show_envvar=True,
+    metavar="SIZE",
+    help="Characters of a job's stdout, and of its stderr, kept and sent back (default: 1 MiB; "
+    "sizes like 64K, 16MB or a number).  Output over it is cut and ends with a line "
+    "'[rdispy: output cut at N characters; M more were dropped]'.",
+)
+@click.option(
     "--workdir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
@@ -83,6 +94,15 @@ class Size(click.ParamType):  # type: ignore[type-arg]
     is_flag=True,
     help="Without --redis: find a `rdispy relay` on this host's networks (UDP broadcast on port "
     "51350) and connect through it.",
+)
+@click.option(
+    "--discover-interface",
+    default=None,
+    envvar="RDISPY_DISCOVER_INTERFACE",
+    show_envvar=True,
+    metavar="NAME",
+    help="With --discover (which it implies): broadcast on this network interface only, e.g. "
+    "eth1 (default: every interface that is up but the loopback).",
 )
 @click.option(
     "--memory-limit",
@@ -104,8 +124,10 @@ def worker(
     heartbeat: float | None,
     connect_timeout: float | None,
     max_result: int | None,
+    max_output: int | None,
     workdir: Path | None,
     discover: bool,
+    discover_interface: str | None,
     memory_limit: int | None,
     owner_pid: int | None,
     stop_server_with_owner: bool,
@@ -114,10 +136,10 @@ def worker(
     from rdispy import defaults
     from rdispy.worker.supervisor import Supervisor, SupervisorConfig
 
-    if not redis_url and discover:
+    if not redis_url and (discover or discover_interface is not None):
         from rdispy.relay.discovery import discover as find_relay
 
-        redis_url = find_relay(cluster, secret, connect_timeout)
+        redis_url = find_relay(cluster, secret, connect_timeout, interface=discover_interface)
     redis_url = require_redis_url(redis_url)
     if name is not None and (not name or any(c in name for c in ":/{}*?[] \t\n")):
         raise ConfigError(
@@ -139,6 +161,7 @@ def worker(
         stop_server_with_owner=stop_server_with_owner,
         connect_timeout=connect_timeout,
         max_result=max_result or defaults.MAX_RESULT,
+        max_output=max_output or defaults.MAX_OUTPUT,
         workdir=workdir,
         memory_limit=memory_limit,
     )

@@ -1,6 +1,8 @@
 """Finding a relay from an isolated network: ``rdispy worker --discover`` broadcasts a request
 on UDP port DISCOVERY_PORT of each of its networks (and to 255.255.255.255); every relay of the
-same cluster answers with the address nodes should connect to.
+same cluster answers with the address nodes should connect to.  With ``--discover-interface
+NAME`` the request goes out on that interface only (pinned with SO_BINDTODEVICE where possible,
+else from the interface's address to its broadcast address).
 
 Request:  ``RDISPY-DISCOVER 1 <cluster> <nonce>``
 Answer:   ``RDISPY-RELAY 1 <cluster> <nonce> <host>:<port> <mac>``
@@ -18,11 +20,10 @@ import hmac
 import logging
 import secrets
 import socket
-import struct
-import sys
 import time
 from collections.abc import Callable
 
+from rdispy import netif
 from rdispy.errors import BrokerError
 
 log = logging.getLogger(__name__)
@@ -73,49 +74,30 @@ def parse_answer(data: bytes, cluster: str, nonce: str, secret: str | None) -> s
     return parts[4].decode(errors="replace")
 
 
-def broadcast_addresses() -> list[str]:
-    """The broadcast address of every IPv4 interface that is up (Linux; from its address and
-    netmask when none is set), then 255.255.255.255."""
-    found: list[str] = []
-    if sys.platform.startswith("linux"):
-        import fcntl
-
-        flags_ioctl, addr_ioctl, mask_ioctl, iff_up, iff_loopback = 0x8913, 0x8915, 0x891B, 1, 8
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            for _, name in socket.if_nameindex():
-                req = struct.pack("256s", name.encode()[:15])
-                try:
-                    flags = struct.unpack("H", fcntl.ioctl(sock, flags_ioctl, req)[16:18])[0]
-                    if not flags & iff_up or flags & iff_loopback:
-                        continue
-                    addr = struct.unpack("!I", fcntl.ioctl(sock, addr_ioctl, req)[20:24])[0]
-                    mask = struct.unpack("!I", fcntl.ioctl(sock, mask_ioctl, req)[20:24])[0]
-                except OSError:
-                    continue  # no IPv4 address on it
-                found.append(socket.inet_ntoa(struct.pack("!I", addr | (~mask & 0xFFFFFFFF))))
-    return [*dict.fromkeys(found), "255.255.255.255"]
-
-
 def discover(
     cluster: str,
     secret: str | None = None,
     timeout: float | None = None,
     port: int = DISCOVERY_PORT,
     should_stop: Callable[[], bool] = lambda: False,
+    interface: str | None = None,
 ) -> str:
     """Broadcast until a relay of ``cluster`` answers; its ``redis://host:port`` URL.  Backs off
-    from 0.5 s to 5 s between rounds; BrokerError after ``timeout`` seconds (None: forever)."""
+    from 0.5 s to 5 s between rounds; BrokerError after ``timeout`` seconds (None: forever).
+
+    ``interface``: broadcast on that network interface only (ConfigError if it has no IPv4
+    address or is down); None: on every interface that is up but the loopback."""
     deadline = None if timeout is None else time.monotonic() + timeout
     nonce = secrets.token_hex(8)
     message = request(cluster, nonce)
     wait = 0.5
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-        sock.bind(("", 0))
+        targets = _prepare(sock, interface)
         attempt = 0
         while True:
             attempt += 1
-            for address in broadcast_addresses():
+            for address in targets:
                 with contextlib.suppress(OSError):  # a network without a route: try the others
                     sock.sendto(message, (address, port))
             found = _collect(sock, cluster, nonce, secret, wait)
@@ -130,6 +112,21 @@ def discover(
                 )
             log.warning("no relay answered yet (attempt %d); broadcasting again", attempt)
             wait = min(wait * 2, 5.0)
+
+
+def _prepare(sock: socket.socket, interface: str | None) -> list[str]:
+    """Bind the discovery socket; the addresses to broadcast to."""
+    if interface is None:
+        sock.bind(("", 0))
+        return netif.broadcast_addresses()
+    iface = netif.require(interface)
+    if netif.bind_to_device(sock, iface.name):
+        sock.bind(("", 0))
+        log.info("discovery on interface %s only (to %s)", iface.name, iface.broadcast)
+    else:  # the route to the interface's own broadcast address leaves by that interface
+        sock.bind((iface.address, 0))
+        log.info("discovery from %s to %s only", iface.address, iface.broadcast)
+    return [iface.broadcast]
 
 
 def _collect(

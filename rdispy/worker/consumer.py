@@ -79,6 +79,7 @@ class ConsumerConfig:
     node: str
     secret: str | None = None
     max_result: int = defaults.MAX_RESULT
+    max_output: int = defaults.MAX_OUTPUT  # characters kept of a job's stdout, and of its stderr
     owner_pid: int | None = None
     ip: str = "127.0.0.1"
     cpus: int = 1  # the node's cores: jobs that need several hold that many
@@ -471,11 +472,17 @@ class Consumer:
             if fields[b"k"] == b"chunk":
                 return runner.run(
                     runner.call_chunk, (fn, payload), {}, job_id, self.config.max_result,
-                    memory_limited=limited,
+                    self.config.max_output, memory_limited=limited,
                 )  # fmt: skip
             args, kwargs = payload
             return runner.run(
-                fn, args, kwargs, job_id, self.config.max_result, memory_limited=limited
+                fn,
+                args,
+                kwargs,
+                job_id,
+                self.config.max_result,
+                self.config.max_output,
+                memory_limited=limited,
             )
         except _SetupFailed:
             raise

@@ -15,7 +15,13 @@ from rdispy.errors import ResultTooLarge
 
 
 class BoundedOutput(io.StringIO):
-    """A text sink that keeps the first ``limit`` characters and counts the rest."""
+    """A text sink that keeps the first ``limit`` characters and counts the rest.
+
+    ``text()`` ends output that was cut with a marker line, ``[rdispy: output cut at N
+    characters; M more were dropped]``, so that a reader is not misled into taking the kept part
+    for all of it.  The limit is the node's ``rdispy worker --max-output`` (default 1 MiB), for
+    stdout and stderr each.
+    """
 
     def __init__(self, limit: int) -> None:
         super().__init__()
@@ -33,8 +39,13 @@ class BoundedOutput(io.StringIO):
     def text(self) -> str:
         value = self.getvalue()
         if self.dropped:
-            value += f"\n[rdispy: {self.dropped} more characters of output were cut]\n"
+            value += cut_marker(self.limit, self.dropped)
         return value
+
+
+def cut_marker(limit: int, dropped: int) -> str:
+    """The line that ends output cut at ``limit`` characters, ``dropped`` more left out."""
+    return f"\n[rdispy: output cut at {limit} characters; {dropped} more were dropped]\n"
 
 
 @dataclass

@@ -76,6 +76,7 @@ class SupervisorConfig:
     stop_server_with_owner: bool = False
     connect_timeout: float | None = None
     max_result: int = defaults.MAX_RESULT
+    max_output: int = defaults.MAX_OUTPUT  # characters kept of a job's stdout, and of its stderr
     workdir: Path | None = None  # default: a folder per node name in the temp folder
     kill_grace: float = defaults.KILL_GRACE
     memory_limit: int | None = None  # bytes per consumer (rlimit and process-group RSS)
@@ -237,6 +238,7 @@ class Supervisor:
             cpus=self.config.cpus,
             workdir=self.workdir,
             max_result=self.config.max_result,
+            max_output=self.config.max_output,
             memory_limit=self.config.memory_limit,
         )
         self.slots.clear(slot)

@@ -186,13 +186,15 @@ def test_discovery_finds_the_relay_and_stop_is_clean(
 ) -> None:
     port = _free_udp_port()
     relay = start_relay(redis_url, "--discovery-port", str(port), "--secret", SECRET)
-    url = discovery.discover(cluster, SECRET, timeout=10, port=port)
+    # on the loopback only: a test broadcasts on the machine's networks only inside namespaces
+    # (tests/cluster/test_discovery_interface.py)
+    url = discovery.discover(cluster, SECRET, timeout=10, port=port, interface="lo")
     assert url.endswith(f":{relay.port}")
     assert redis.Redis.from_url(url).ping()
     with pytest.raises(rdispy.errors.BrokerError, match="no rdispy relay"):
-        discovery.discover("another-cluster", SECRET, timeout=1, port=port)
+        discovery.discover("another-cluster", SECRET, timeout=1, port=port, interface="lo")
     with pytest.raises(rdispy.errors.BrokerError):  # an answer under another secret is ignored
-        discovery.discover(cluster, "wrong-secret", timeout=1, port=port)
+        discovery.discover(cluster, "wrong-secret", timeout=1, port=port, interface="lo")
     relay.proc.send_signal(signal.SIGTERM)
     assert relay.proc.wait(10) == 0
     assert "stopping" in relay.output()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from rdispy import scripts
+from rdispy import netif, scripts
 from rdispy.keys import Keys
 from rdispy.relay import discovery
 from rdispy.relay.policy import Policy, Refused, script_shas
@@ -119,4 +119,4 @@ def test_discovery_answers_are_bound_to_cluster_nonce_and_secret() -> None:
     unsigned = discovery.answer("c1", "n1", "10.0.0.5:6380", None)
     assert discovery.parse_answer(unsigned, "c1", "n1", None) == "10.0.0.5:6380"
     assert discovery.parse_answer(unsigned, "c1", "n1", "s") is None
-    assert discovery.broadcast_addresses()[-1] == "255.255.255.255"
+    assert netif.broadcast_addresses()[-1] == "255.255.255.255"
