@@ -27,6 +27,6 @@ if __name__ == "__main__":
     jobs = [cluster.submit(step) for step in (1, 2, 10)]
     for job in jobs:
         exit_code = job()
-        print("step %s: exit %s, sum %s" % (job.args[0], exit_code, job.stdout.strip()))
+        print("step %s: exit %s, sum %s" % (job.args[0], exit_code, job.stdout.decode().strip()))
     cluster.close()
     sys.exit(0)

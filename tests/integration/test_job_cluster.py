@@ -273,8 +273,8 @@ def test_program_computation_runs_with_arguments(cluster_args, tmp_path):
     )
     with dispy.JobCluster(str(program), **cluster_args) as c:
         ok, bad = c.submit(0, "x"), c.submit(3, "y")
-        assert ok() == 0 and ok.stdout == "args 0 x\n" and ok.stderr == "warn\n"
-        assert bad() == 3 and bad.stdout == "args 3 y\n"
+        assert ok() == 0 and ok.stdout == b"args 0 x\n" and ok.stderr == b"warn\n"
+        assert bad() == 3 and bad.stdout == b"args 3 y\n"
 
 
 def test_send_file_lands_in_dest_path(cluster_args, tmp_path):
