@@ -18,9 +18,11 @@ import time
 import weakref
 from typing import Any
 
+import redis
+
 from rdispy import defaults, processes
 from rdispy.errors import BrokerError
-from rdispy.keys import Keys
+from rdispy.keys import CONSUMER_GROUP, Keys
 from rdispy.server import EmbeddedServer
 
 log = logging.getLogger(__name__)
@@ -97,6 +99,22 @@ class LocalCluster:
                     "(a slow or overloaded machine: pass a larger connect_timeout)"
                 )
             time.sleep(0.01)
+        while not self._reading(client):
+            if time.monotonic() > deadline:
+                self.close(drain=False)
+                raise BrokerError(
+                    f"the embedded default's consumers did not start reading within "
+                    f"{timeout:.0f}s (a slow or overloaded machine: pass a larger connect_timeout)"
+                )
+            time.sleep(0.01)
+
+    def _reading(self, client: Any) -> bool:
+        """Whether a consumer of the node has read the shared stream (it then takes a job the
+        moment one is sent, as a process pool's workers do)."""
+        try:
+            return bool(client.xinfo_consumers(self.keys.jobs, CONSUMER_GROUP))
+        except redis.ResponseError:  # no group yet
+            return False
 
     @property
     def url(self) -> str:

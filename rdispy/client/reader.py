@@ -197,6 +197,9 @@ class ResultReader:
             self._baton.release()
             if others or self._closed.is_set():
                 self.wake()
+            elif self._collected or self._latency.counts:
+                with self._wakeup:  # the results thread drops them once GRACE has passed
+                    self._wakeup.notify()
 
     def wake(self) -> None:
         """Have the results thread read now (a waiter, callback or listener needs it)."""
