@@ -79,6 +79,7 @@ COMMANDS = {
     "relay": "rdispy.cli.relay",
     "status": "rdispy.cli.status",
     "monitor": "rdispy.cli.monitor",
+    "dispy": "rdispy.cli.dispy_cmd",
 }
 
 

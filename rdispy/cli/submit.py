@@ -23,6 +23,7 @@ from types import FrameType
 import click
 
 from rdispy.cli import cluster_option, redis_option, secret_option
+from rdispy.cli.dispy_cmd import job_lines
 from rdispy.cli.run_report import RunOutcome, describe, outcome, summary, write_run
 from rdispy.errors import ConfigError
 
@@ -97,6 +98,12 @@ class _Interrupted(BaseException):  # like KeyboardInterrupt: not caught by `exc
     metavar="S",
     help="Give up when Redis does not answer within S seconds.",
 )
+@click.option(
+    "--dispy-output",
+    is_flag=True,
+    help='Report each run in dispy_cmd.py\'s words (Job N with arguments "ARGS" produced '
+    "output: ...), for scripts that parse them.",
+)
 @click.argument("program")
 def submit(
     files: tuple[str, ...],
@@ -109,6 +116,7 @@ def submit(
     secret: str | None,
     cpus: int | None,
     connect_timeout: float,
+    dispy_output: bool,
     program: str,
 ) -> None:
     """Run PROGRAM once per -a ARGS across the cluster (once, without arguments, when no -a is
@@ -145,6 +153,7 @@ def submit(
             cluster,
             secret,
             cpus,
+            arg_lines if dispy_output else None,
         )
     sys.exit(code)
 
@@ -160,7 +169,10 @@ def _run_all(
     cluster_name: str,
     secret: str | None,
     cpus: int | None,
+    dispy_lines: tuple[str, ...] | None = None,
 ) -> int:
+    """Run every run and report it (in dispy's words when ``dispy_lines`` gives the -a lines);
+    the exit code."""
     from rdispy.client.cluster import JobCluster
     from rdispy.progress import progress
 
@@ -197,7 +209,10 @@ def _run_all(
             while len(ended) in finished:  # print in submission order
                 run = finished.pop(len(ended))
                 ended.append(run)
-                completed.write(describe(run, total, program.name))
+                if dispy_lines is None:
+                    completed.write(describe(run, total, program.name))
+                elif words := _dispy_words(run, dispy_lines):
+                    completed.write(words)
                 if out is not None:
                     try:
                         write_run(out, run, total, program.name)
@@ -220,6 +235,16 @@ def _run_all(
         raise
     click.echo(summary(ended, total) + (f" ({unsaved} not saved)" if unsaved else ""))
     return 0 if all(run.ok for run in ended) and not unsaved else 1
+
+
+def _dispy_words(run: RunOutcome, arg_lines: tuple[str, ...]) -> str:
+    """A run as dispy_cmd.py reports a job (its output as bytes, as dispy has it)."""
+    args = arg_lines[run.index - 1] if arg_lines else ""
+    failed = None if run.exit_code is not None else run.detail
+    lines = job_lines(
+        run.index, args, failed, run.exit_code, run.stdout.encode(), run.stderr.encode()
+    )
+    return "\n".join(lines)
 
 
 def _existing_file(name: str, what: str) -> Path:

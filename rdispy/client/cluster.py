@@ -97,6 +97,8 @@ class JobCluster:
         self.job_status = job_status or callback
         self.callback, self.cluster_status = self.job_status, cluster_status
         self.timeout = timeout
+        #: the computation's name, as dispy gives it (the function's, or the program as named)
+        self.name: str = getattr(computation, "__name__", None) or str(computation)
         self._cleanup = cleanup
         self.node_wait = node_wait
         self._selectors: list[Any] | None = list(nodes) if nodes else None
@@ -497,6 +499,17 @@ class JobCluster:
 
     def _watch_nodes_locked(self) -> None:
         current = {n.name: n for n in self.nodes()}
+        if self._selectors is not None:  # a node is this cluster's once its selector allows it
+            allowed = {
+                n.name: n.cpus
+                for n in placement.eligible(
+                    self._node_loads(), self._selectors, self, self._allowance
+                )
+            }
+            current = {name: n for name, n in current.items() if allowed.get(name, 0) > 0}
+            for name, node in current.items():
+                node.cpus = min(node.cpus, allowed[name])
+                node.avail_cpus = min(node.avail_cpus, node.cpus)
         for name in current.keys() - self._known_nodes.keys():
             self._events.put((None, DispyNode.Initialized, current[name]))
         for name in self._known_nodes.keys() - current.keys():

@@ -166,6 +166,7 @@ class Consumer:
         # after a Redis outage, entries still pending under our name (a batch cut short, or a
         # publish the server lost in a restart) are read again from our backlog before new ones
         self._backlog = False
+        self._in_job = False  # a job's function runs (a node's stop then interrupts it)
         self._worked = False  # back from running jobs: may wait for the next ones at once
         self._publishes: list[_Publish] = []  # finished jobs whose results are not sent yet
         self._outcomes: deque[tuple[list[_Publish], list[Any]]] = deque()
@@ -190,6 +191,9 @@ class Consumer:
 
     def stop(self, *_: object) -> None:
         self.stopping = True
+        if self._in_job and self.slots.stop_requested(self.index):
+            self._in_job = False  # once: its handler then has the grace to clean up
+            raise KeyboardInterrupt  # the job is being stopped
         if self._reading:
             # an entry delivered in this instant stays pending under our name; the supervisor
             # requeues it, uncharged, when we exit
@@ -430,11 +434,20 @@ class Consumer:
                 self.config.max_result,
             )
         )
+        self._in_job = True
         try:
             outcome = self._run(fields, job_id)
+            if self.slots.stop_requested(self.index):  # it caught the KeyboardInterrupt
+                self._stopped(job_id)  # exits, the slot left set for the node to settle
         except MemoryError:
             self._out_of_memory(job_id)  # leaves the slot set: the supervisor charges this entry
+        except KeyboardInterrupt:
+            self._in_job = False
+            if not self.slots.stop_requested(self.index):
+                raise
+            self._stopped(job_id)
         finally:
+            self._in_job = False
             context.set_current(None)
             self.slots.finish(self.index)
             self.slots.set_weight(self.index, 0)
@@ -452,6 +465,15 @@ class Consumer:
             result[b"ck"] = fields.get(b"n", b"")
         attempt = (job_id, outcome.started, outcome.ended, outcome.kind == "ok", outcome.error)
         return entry, client, self.signer.sign(results_key, result), attempt
+
+    def _stopped(self, job_id: str) -> NoReturn:
+        """The node stopped the job (cancel, timeout) and it has ended within the grace: its
+        result is dropped, as dispynode drops a terminated job's; publish what the batch
+        finished and exit, and the node reports the job as cancelled or timed out."""
+        log.info("consumer %s: job=%s stopped by the node", self.name, job_id)
+        with contextlib.suppress(Exception):
+            self._flush(wait=True)
+        os._exit(0)
 
     def _out_of_memory(self, job_id: str) -> NoReturn:
         """The job hit the memory limit: publish what the batch finished, then exit so that the

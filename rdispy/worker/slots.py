@@ -21,6 +21,7 @@ from dataclasses import dataclass
 _FORMAT = struct.Struct("<40s200sddq")  # entry id, job id, start time, timeout, jobs done
 _FENCED = struct.Struct("<q")  # per slot, after the table: results dropped as superseded
 _WEIGHT = struct.Struct("<q")  # per slot, after those: cores the consumer's job holds or awaits
+_STOP = struct.Struct("<q")  # per slot, last: the node asked to stop the running job (1)
 _DONE = struct.Struct("<q")  # the jobs-done count, last in a slot's _FORMAT
 _DONE_OFFSET = _FORMAT.size - _DONE.size
 
@@ -122,7 +123,8 @@ class Slots:
 
     def __init__(self, count: int) -> None:
         self.count = count
-        self._map = mmap.mmap(-1, (_FORMAT.size + _FENCED.size + _WEIGHT.size) * max(count, 1))
+        per_slot = _FORMAT.size + _FENCED.size + _WEIGHT.size + _STOP.size
+        self._map = mmap.mmap(-1, per_slot * max(count, 1))
         self._weights = struct.Struct(f"<{count}q")  # every slot's weight, read at once
         self.turns = ReadTurns()
 
@@ -141,7 +143,19 @@ class Slots:
     def start(
         self, index: int, entry_id: bytes, job_id: bytes, started: float, timeout: float
     ) -> None:
+        _STOP.pack_into(self._map, self._stop_offset(index), 0)
         self._write(index, entry_id, job_id, started, timeout, self._done(index))
+
+    def _stop_offset(self, index: int) -> int:
+        return (_FORMAT.size + _FENCED.size + _WEIGHT.size) * self.count + _STOP.size * index
+
+    def request_stop(self, index: int) -> None:
+        """The node stops this consumer's job (cancelled, or past its timeout): the SIGTERM
+        that follows raises KeyboardInterrupt in the job, as dispynode's SIGINT does."""
+        _STOP.pack_into(self._map, self._stop_offset(index), 1)
+
+    def stop_requested(self, index: int) -> bool:
+        return bool(_STOP.unpack_from(self._map, self._stop_offset(index))[0])
 
     def finish(self, index: int) -> None:
         self._write(index, b"", b"", 0.0, 0.0, self._done(index) + 1)

@@ -258,7 +258,8 @@ class Supervisor:
                 continue
             del self.children[slot]
             how = processes.describe_status(status)
-            if not (self.stopping and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):
+            clean = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+            if not (clean and (self.stopping or slot in self._kills)):  # else it was told to
                 log.warning(
                     "node %s: consumer %s (pid %d) died: %s",
                     self.config.name,
@@ -446,6 +447,8 @@ class Supervisor:
             "node %s: job=%s %s; stopping consumer pid %d", self.config.name, job, why, child.pid
         )
         pause = self.config.kill_grace if grace is None else grace
+        if pause:
+            self.slots.request_stop(slot)
         self._kills[slot] = _Kill(
             cause, f"{why} on node {self.config.name}", time.monotonic() + pause
         )

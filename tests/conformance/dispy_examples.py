@@ -18,6 +18,8 @@ import re
 import subprocess
 import sys
 import tarfile
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +36,14 @@ EDITS: dict[str, list[tuple[str, str]]] = {
     ],
     "provisional_results.py": [("random.randint(50,100)", "random.randint(20,40)")],
     "node_update.py": [("time.sleep(5)", "time.sleep(0.5)")],
+    # dispy's command line (py3/dispy_cmd.py): its one import of dispy's names
+    "dispy_cmd.py": [
+        (
+            "from dispy import logger, JobCluster, SharedJobCluster, _dispy_version",
+            "from rdispy import logger, JobCluster, SharedJobCluster, "
+            "__version__ as _dispy_version",
+        )
+    ],
 }
 
 #: How much shorter every sleep of an example is (default 0.05).
@@ -157,3 +167,51 @@ def stop(proc: subprocess.Popen[str]) -> None:
     except ProcessLookupError:
         pass
     proc.wait()
+
+
+class Console:
+    """An example driven as a user at its console would: wait for what it prints, then type a
+    line or press Ctrl-C (SIGINT to the program alone, as a terminal's would reach it)."""
+
+    def __init__(self, script: Path) -> None:
+        self.proc = start(script)
+        self._out: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._out.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self._out)
+
+    def wait_for(self, pattern: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not re.search(pattern, self.output, re.M):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"never printed {pattern!r}\n{self.finish(5)}")
+            time.sleep(0.05)
+
+    def type(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def interrupt(self) -> None:
+        import signal
+
+        os.kill(self.proc.pid, signal.SIGINT)
+
+    def finish(self, timeout: float = 60) -> Run:
+        """Wait for the program to end (killed, with everything it started, after ``timeout``)."""
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            stop(self.proc)
+        self._reader.join(5)
+        assert self.proc.stderr is not None
+        err = self.proc.stderr.read()
+        return Run(self.proc.returncode, self.output, err)

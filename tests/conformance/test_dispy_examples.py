@@ -4,9 +4,13 @@ output is checked for what the example prints when it works under dispy."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable
@@ -137,3 +141,124 @@ def test_dispy_httpd_example_is_served_by_the_monitor(examples, tmp_path):
     assert proc.returncode == 0, err[-3000:]
     assert state is not None, f"the monitor never answered on port 8181\n{err[-3000:]}"
     assert state, "the monitor showed no node"
+
+
+def test_dispy_job_scheduler_example_driven_through_stdin(examples, tmp_path):
+    """job_scheduler.py: cluster_status submits one job per data file (data000, data001, ...),
+    each with the file as its own dependency, one at a time per node; "quit" on stdin ends it."""
+    script = _prepared(examples, "job_scheduler.py", tmp_path)
+    digests = {}
+    for i in range(4):
+        data = os.urandom(200_000 + i)
+        (tmp_path / f"data{i:03d}").write_bytes(data)
+        digests[f"data{i:03d}"] = hashlib.sha1(data).hexdigest()
+    console = dispy_examples.Console(script)
+    try:
+        console.wait_for(r"^node 127\.0\.0\.1 with \d+ CPUs available$")
+        console.wait_for(r"^sha1sum for data003: ")
+        console.type("quit")
+        run = console.finish()
+    finally:
+        dispy_examples.stop(console.proc)
+    assert run.returncode == 0, str(run)
+    found = dict(re.findall(r"^sha1sum for (data\d{3}): ([0-9a-f]+)$", run.stdout, re.M))
+    assert found == digests, str(run)
+    assert _table_jobs(run.stdout) == 4, str(run)
+
+
+@pytest.mark.parametrize("how", ["quit", "ctrl-c"])
+def test_dispy_longrun_example_cancels_running_jobs(examples, tmp_path, how):
+    """longrun.py: its NodeAllocate's allocate() is asked for the node, jobs run until the user
+    quits ("quit" on stdin, or Ctrl-C), then cluster.cancel() stops each running job: a
+    KeyboardInterrupt in the job (as dispynode raises), whose handler runs, and the job ends
+    cancelled, not finished."""
+    script = _prepared(examples, "longrun.py", tmp_path)
+    text = script.read_text()
+    marker = "        except KeyboardInterrupt:  # job being terminated\n"
+    assert marker in text
+    # the one addition: the job's handler leaves a mark, so that the test sees it ran
+    script.write_text(
+        text.replace(
+            marker,
+            marker
+            + f"            open({str(tmp_path)!r} + '/interrupted-%d' % os.getpid(), 'w')\n",
+        ).replace("    import time, random\n", "    import time, random, os\n", 1)
+    )
+    console = dispy_examples.Console(script)
+    try:
+        console.wait_for(r"^Allocate node for compute: 127\.0\.0\.1 / \S+ / \d+$")
+        console.wait_for(r"node 127\.0\.0\.1 initialized with \d+ cpus$")
+        time.sleep(0.5)  # the jobs start
+        if how == "quit":
+            console.type("quit")
+        else:
+            console.interrupt()
+        run = console.finish()
+    finally:
+        dispy_examples.stop(console.proc)
+    assert run.returncode == 0, str(run)
+    assert re.search(r"^best estimate: 0$", run.stdout, re.M), str(run)  # none Finished
+    cpus = int(re.findall(r"initialized with (\d+) cpus", run.stdout)[0])
+    marks = list(tmp_path.glob("interrupted-*"))
+    assert len(marks) == min(cpus, 2), f"{marks}\n{run}"
+
+
+def test_dispy_sshportfw_example_is_skipped_with_its_reason(examples):
+    assert (examples / "sshportfw.py").exists()
+    pytest.skip(
+        "sshportfw.py reaches a node at 54.172.166.83 through an ssh port forward: it needs "
+        "that host on the internet; rdispy's way to nodes beyond a firewall is the relay "
+        "(tests/cluster/test_compose_cluster.py)"
+    )
+
+
+#: dispy's coroutine library, which dispy_cmd.py imports only to set its logger's level.
+_PYCOS = "import logging\n\nlogger = logging.getLogger('pycos')\n"
+
+_PROGRAM = """#!/bin/sh
+echo "hello $1 from $(cat data.txt)"
+[ -n "$2" ] && echo "warning $2" >&2
+exit ${3:-0}
+"""
+
+
+def test_dispy_command_line_and_ours_report_jobs_in_the_same_words(examples, tmp_path):
+    """dispy's own dispy_cmd.py, run on rdispy, and `rdispy dispy` / `rdispy submit
+    --dispy-output` print the same lines for the same jobs (output as bytes, dispy's
+    "argumens" typo included)."""
+    script = dispy_examples.prepare(examples.parent / "dispy_cmd.py", tmp_path)
+    (tmp_path / "pycos.py").write_text(_PYCOS)
+    program = tmp_path / "prog.sh"
+    program.write_text(_PROGRAM)
+    program.chmod(0o755)
+    (tmp_path / "data.txt").write_text("a file")
+    runs = ["one", "two oops", "three oops 3"]
+    options = [x for r in runs for x in ("-a", r)] + ["-f", "data.txt", "prog.sh"]
+    theirs = dispy_examples.run(script, *options, timeout=60)
+    assert theirs.returncode == 0, str(theirs)
+    env = dispy_examples.environment()
+    ours = {}
+    for name, command in {
+        "rdispy dispy": ["dispy", *options],
+        "rdispy submit --dispy-output": ["submit", "--dispy-output", *options],
+    }.items():
+        done = subprocess.run(
+            [sys.executable, "-m", "rdispy", *command],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        ours[name] = done.stdout
+    expected = [
+        'Job 1 with arguments "one" produced output: "b\'hello one from a file\\n\'"',
+        'Job 2 with arguments "two oops" produced output: "b\'hello two from a file\\n\'"',
+        'Job 2 with argumens "two oops" produced error messages: "b\'warning oops\\n\'"',
+        'Job 3 with arguments "three oops 3" exited with: "3"',
+        'Job 3 with arguments "three oops 3" produced output: "b\'hello three from a file\\n\'"',
+        'Job 3 with argumens "three oops 3" produced error messages: "b\'warning oops\\n\'"',
+    ]
+
+    def job_lines(out: str) -> list[str]:
+        return [line for line in out.splitlines() if line.startswith("Job ")]
+
+    assert job_lines(theirs.stdout) == expected, str(theirs)
+    for name, out in ours.items():
+        assert job_lines(out) == expected, f"{name}:\n{out}"

@@ -179,6 +179,38 @@ def test_cancel_queued_job_never_runs_and_running_job_is_terminated(cluster_args
     assert "q" not in tags and tags.count("r0") == 1
 
 
+def test_a_stopped_job_gets_a_keyboard_interrupt_and_its_late_return_is_dropped(
+    cluster_args, tmp_path
+):
+    """As dispynode does: cancel (or a timeout) raises KeyboardInterrupt in the running job,
+    whose handler runs within the grace; what it returns then is not its result."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+
+    def patient(tag):
+        (marks / f"started-{tag}").touch()
+        try:
+            while True:
+                time.sleep(0.02)
+        except KeyboardInterrupt:
+            time.sleep(0.2)  # cleaning up
+            (marks / tag).write_text(str(os.getpid()))
+            return "late " + tag
+
+    with dispy.JobCluster(patient, **cluster_args) as c:
+        cancelled = c.submit("cancelled")
+        wait_until((marks / "started-cancelled").exists, "the job to start", 20)
+        assert c.cancel(cancelled) == 0
+        assert cancelled(timeout=20) is None
+        assert cancelled.status == dispy.DispyJob.Terminated
+        wait_until((marks / "cancelled").exists, "the job's KeyboardInterrupt handler", 10)
+    with dispy.JobCluster(patient, timeout=0.5, **cluster_args) as c:
+        timed = c.submit("timed")
+        assert timed(timeout=20) is None
+        assert timed.status == dispy.DispyJob.Terminated and "timeout" in timed.exception
+        wait_until((marks / "timed").exists, "the job's KeyboardInterrupt handler", 10)
+
+
 def test_per_job_timeout_kills_the_job_and_its_grandchildren(cluster_args, tmp_path):
     pidfile = tmp_path / "grandchild"
 
