@@ -47,8 +47,6 @@ ENDED = (DispyJob.Finished, DispyJob.Cancelled, DispyJob.Terminated, DispyJob.Ab
 
 
 class JobCluster:
-    _fair = False  # SharedJobCluster queues its jobs for the fair scheduler
-
     """Distribute ``computation`` over the cluster's nodes (dispy's arguments and meanings).
 
     Arguments dispy uses for its own networking (``ip_addr``, ``port``, ``node_port``,
@@ -60,6 +58,8 @@ class JobCluster:
     the exit code, and ``monitor`` (True or a port: serve the web monitor from this process
     until ``close()``).
     """
+
+    _fair = False  # SharedJobCluster queues its jobs for the fair scheduler
 
     def __init__(
         self,
@@ -860,6 +860,7 @@ class SharedJobCluster(JobCluster):
             log.info("SharedJobCluster: no `rdispy scheduler` seen; scheduling in this process")
 
     def close(self, timeout: float | None = None, terminate: bool = False) -> None:
+        """As ``JobCluster.close``, then stop the scheduler this process started, if any."""
         super().close(timeout, terminate)
         if self._scheduler is not None:
             self._scheduler.stop()

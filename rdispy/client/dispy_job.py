@@ -27,7 +27,24 @@ log = logging.getLogger(__name__)
 
 
 class DispyJob:
-    """One job of a JobCluster.  ``id`` may be set by the user; the rest is read-only."""
+    """One job of a JobCluster.  ``id`` may be set by the user; the rest is read-only.
+
+    Attributes:
+        id: the job's id (dispy's: set it to anything that helps to tell jobs apart).
+        args: the positional arguments it was submitted with.
+        kwargs: its keyword arguments.
+        status: one of the class's constants, with dispy's values: ``Created``, ``Running``,
+            ``ProvisionalResult``, ``Cancelled``, ``Terminated``, ``Abandoned``, ``Finished``.
+        result: the return value, once ``Finished``.
+        exception: the remote traceback, as text, when the job raised.
+        stdout: its output: ``str`` for a function's, ``bytes`` for a program's, as in dispy.
+        stderr: its error output, the same way.
+        node: name of the node that ran it.
+        ip_addr: that node's IP address.
+        submit_time: when it was submitted (``time.time()`` here).
+        start_time: when it started, by the running node's wall clock.
+        end_time: when it ended, by the same clock.
+    """
 
     Created = 5
     Running = 6

@@ -175,6 +175,8 @@ class Executor(_StdExecutor):
 
     @property
     def client_id(self) -> str:
+        """This client's id: pass it as ``client_id=`` (or to ``rdispy.recover``) to reattach
+        after a crash and collect its jobs."""
         return self._dispatcher.client_id
 
     @property

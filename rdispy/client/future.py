@@ -41,7 +41,18 @@ _UPDATES_LOCK = threading.Lock()
 
 
 class RemoteFuture(Future[Any]):
-    """The future of one job.  Attributes are filled as its events and result arrive."""
+    """The future of one job.  Attributes are filled as its events and result arrive.
+
+    Attributes:
+        job_id: the job's id in the cluster.
+        node: name of the node that ran the job (None until it starts).
+        ip_addr: that node's IP address.
+        pid: the consumer process that ran it.
+        start_time: when it started, by the running node's wall clock.
+        end_time: when it ended, by the same clock.
+        stdout: what the job printed on stdout.
+        stderr: what the job printed on stderr.
+    """
 
     def __init__(self, job_id: str, dispatcher: Dispatcher | None) -> None:
         super().__init__()

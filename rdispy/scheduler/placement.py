@@ -63,6 +63,8 @@ class NodeAllocate:
         avail_info: Any = None,
         platform: str = "",
     ) -> int:
+        """The cores of node ``name`` (which has ``cpus``) the cluster may use: ``self.cpus``
+        of them when positive, all but ``-self.cpus`` when negative, else all."""
         if self.cpus > 0:
             return min(self.cpus, cpus)
         return cpus + self.cpus if self.cpus < 0 else cpus
