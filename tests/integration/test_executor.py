@@ -1,15 +1,13 @@
-"""Executor conformance: the concurrent.futures contract, against a cluster of two `rdispy worker`
-processes and against the embedded default."""
+"""What rdispy.Executor adds to the concurrent.futures contract (job details, captured output,
+closures, ``buffersize``, what Redis holds), against a cluster of two `rdispy worker` processes
+and against the embedded default.  The contract itself, shown on the standard executors too, is
+in test_executor_contract.py."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, as_completed, wait
-from concurrent.futures import TimeoutError as FuturesTimeout
-from pathlib import Path
 
 import pytest
 import redis
@@ -28,22 +26,6 @@ class Unpicklable(Exception):
     def __init__(self) -> None:
         super().__init__("cannot travel")
         self.lock = threading.Lock()
-
-
-def raise_boom(x: int) -> int:
-    raise Boom(f"boom {x}")
-
-
-def sleep_then(seconds: float, value: object, ledger: str | None = None) -> object:
-    if ledger:
-        with open(ledger, "a") as f:
-            f.write(f"{value} {os.getpid()}\n")
-    time.sleep(seconds)
-    return value
-
-
-def ledger_rows(path: Path) -> list[str]:
-    return path.read_text().split("\n")[:-1] if path.exists() else []
 
 
 @pytest.fixture(params=["cluster", "embedded"])
@@ -83,14 +65,6 @@ def test_stdout_and_stderr_are_captured(executor):
     assert future.stdout == "hello 3\n" and future.stderr == "oops\n"
 
 
-def test_map_is_ordered_with_several_iterables_and_chunksizes(executor):
-    expected = [pow(a, b) for a, b in zip(range(50), range(50, 0, -1), strict=True)]
-    assert list(executor.map(pow, range(50), range(50, 0, -1))) == expected
-    assert list(executor.map(pow, range(50), range(50, 0, -1), chunksize=1)) == expected
-    assert list(executor.map(pow, range(50), range(50, 0, -1), chunksize=7)) == expected
-    assert list(executor.map(pow, [], [])) == []
-
-
 def test_map_reads_input_lazily_with_buffersize(executor):
     seen = []
 
@@ -105,14 +79,9 @@ def test_map_reads_input_lazily_with_buffersize(executor):
     assert list(results) == list(range(1, 20))
 
 
-def test_map_timeout_raises_timeout_error(executor):
-    results = executor.map(sleep_then, [3], [1])
-    with pytest.raises(FuturesTimeout):
-        list(executor.map(sleep_then, [3], [1], timeout=0.3))
-    assert list(results) == [1]
-
-
-def test_map_yields_results_before_the_failing_item(executor):
+def test_map_yields_results_before_the_failing_item_of_one_chunk(executor):
+    # a process pool's map fails the whole chunk; the contract (chunksize 1) is in
+    # test_executor_contract.py
     def fail_at_3(x):
         if x == 3:
             raise Boom("three")
@@ -124,14 +93,6 @@ def test_map_yields_results_before_the_failing_item(executor):
         next(results)
 
 
-def test_exception_keeps_type_and_remote_traceback(executor):
-    future = executor.submit(raise_boom, 4)
-    with pytest.raises(Boom, match="boom 4") as info:
-        future.result(30)
-    cause = info.value.__cause__
-    assert cause is not None and "raise_boom" in str(cause) and "Traceback" in str(cause)
-
-
 def test_unpicklable_exception_becomes_remote_error(executor):
     def raise_unpicklable():
         raise Unpicklable()
@@ -140,60 +101,6 @@ def test_unpicklable_exception_becomes_remote_error(executor):
         executor.submit(raise_unpicklable).result(30)
     assert "raise_unpicklable" in info.value.traceback
     assert info.value.job_id
-
-
-def test_wait_and_as_completed_work_on_remote_futures(executor):
-    slow = executor.submit(sleep_then, 1.0, "slow")
-    fast = executor.submit(sleep_then, 0.0, "fast")
-    done, _ = wait([slow, fast], timeout=30, return_when=FIRST_COMPLETED)
-    assert fast in done
-    assert [f.result() for f in as_completed([slow, fast], timeout=30)][-1] == "slow"
-    done, not_done = wait([slow, fast], timeout=30, return_when=ALL_COMPLETED)
-    assert not not_done
-
-
-def test_cancel_succeeds_only_before_start_and_cancelled_jobs_never_run(executor, tmp_path):
-    ledger = tmp_path / "ledger"
-    blockers = [executor.submit(sleep_then, 1.5, f"b{i}", str(ledger)) for i in range(2)]
-    deadline = time.monotonic() + 20
-    while len(ledger_rows(ledger)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    queued = [executor.submit(sleep_then, 0, f"q{i}", str(ledger)) for i in range(6)]
-    assert all(f.cancel() for f in queued[:4])
-    assert all(f.cancelled() for f in queued[:4])
-    assert not blockers[0].cancel()  # running: cannot be cancelled
-    assert [f.result(30) for f in queued[4:]] == ["q4", "q5"]
-    assert [f.result(30) for f in blockers] == ["b0", "b1"]
-    ran = {row.split()[0] for row in ledger_rows(ledger)}
-    assert ran == {"b0", "b1", "q4", "q5"}
-
-
-def test_shutdown_waits_and_then_refuses_new_work(executor):
-    futures = [executor.submit(sleep_then, 0.2, i) for i in range(4)]
-    executor.shutdown(wait=True)
-    assert all(f.done() for f in futures)
-    assert [f.result() for f in futures] == [0, 1, 2, 3]
-    with pytest.raises(RuntimeError):
-        executor.submit(pow, 1, 1)
-
-
-def test_shutdown_cancel_futures_cancels_queued_jobs(executor, tmp_path):
-    ledger = tmp_path / "ledger"
-    running = [executor.submit(sleep_then, 1.0, f"r{i}", str(ledger)) for i in range(2)]
-    deadline = time.monotonic() + 20
-    while len(ledger_rows(ledger)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    queued = [executor.submit(sleep_then, 0, f"q{i}", str(ledger)) for i in range(5)]
-    executor.shutdown(wait=True, cancel_futures=True)
-    assert all(f.cancelled() for f in queued)
-    assert [f.result() for f in running] == ["r0", "r1"]
-    assert {row.split()[0] for row in ledger_rows(ledger)} == {"r0", "r1"}
-
-
-def test_context_manager_shuts_down():
-    with rdispy.Executor(max_workers=1) as ex:
-        future = ex.submit(sleep_then, 0.1, "x")
-    assert future.result(0) == "x"
 
 
 def test_unpicklable_function_or_argument_fails_at_submit_and_writes_nothing(
