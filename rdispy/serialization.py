@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import linecache
 import pickle
+import platform
 import re
 import traceback
 import types
@@ -27,6 +28,22 @@ from rdispy.errors import (
 )
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+
+def runtime_tag(python: str, pickler: str) -> bytes:
+    """What a job pickled by value needs of the interpreter that unpickles it: the same Python
+    minor version (bytecode changes between them) and cloudpickle minor version, as
+    ``py3.11/cp3.1``.  Nodes compare it with their own (``RUNTIME``); ``python`` and
+    ``pickler`` are version strings such as ``3.11.7`` and ``3.1.1``."""
+
+    def minor(version: str) -> str:
+        return ".".join(version.split(".")[:2])
+
+    return f"py{minor(python)}/cp{minor(pickler)}".encode()
+
+
+#: This interpreter's runtime tag: every job entry carries its client's (wire field ``rt``).
+RUNTIME = runtime_tag(platform.python_version(), cloudpickle.__version__)
 
 #: Types the standard pickler handles exactly as cloudpickle does (by value, nothing by
 #: reference): calls made only of these skip cloudpickle's slower pure-Python reducer hooks.

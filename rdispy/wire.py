@@ -12,11 +12,16 @@ Job entry fields::
     n    calls in a map chunk (kind "chunk")
     sm   the client's same-host handoff folder ("<host id>:<name>", see ``handoff``)
     pf/pz  a payload handed over in a file of that folder instead of ``p``: name, sha256
+    rt   the client's runtime tag (``serialization.runtime_tag``: Python and cloudpickle minor
+         versions); a node of another runtime hands the entry to a live node of that runtime,
+         or refuses it naming both when there is none
     sig  HMAC-SHA256 over all other fields (only with a secret)
 
 Result entry fields::
 
-    v, id, k ("ok" | "exc" | "lost" | "cancelled" | "refused"), p (pickled value or exception),
+    v, id, k ("ok" | "exc" | "lost" | "cancelled" | "refused"; events: "run", "prov", "file",
+    "excl", "need", and "moved" with stream/eid: the entry now waits in that node's stream),
+    p (pickled value or exception),
     node, pid, ck (a map chunk's call count), t0/t1 (start/end time), out/err (captured
     output), why (text reason for "lost" and "refused"),
     pf/pz (a result handed over in a file of the job's ``sm`` folder instead of ``p``), sig

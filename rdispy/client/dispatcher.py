@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 _Outgoing = tuple[str | RemoteFuture, wire.Fields | bytes]
 
 #: Result-stream kinds that report progress rather than end a job.
-EVENT_KINDS = (b"run", b"prov", b"file", b"excl", b"need")
+EVENT_KINDS = (b"run", b"prov", b"file", b"excl", b"need", b"moved")
 
 
 #: Sends whose replies a direct submit leaves unread before it reads them all (one recv).
@@ -281,6 +281,7 @@ class Dispatcher:
                         **extra,
                         "r": self.max_retries,
                         "t": repr(time.time()),
+                        "rt": serialization.RUNTIME,
                         **(header or {}),
                     }
                 )
@@ -834,6 +835,15 @@ class Dispatcher:
                 future.notify("file", path)
             elif kind == b"need":
                 self._upload_handoff(job_id)
+            elif kind == b"moved":  # handed to a node of our runtime: where to cancel it now
+                with self._send_lock:
+                    future.stream = fields[b"stream"].decode()
+                    future.entry_id = fields[b"eid"]
+                log.info(
+                    "job %s handed to node %s, which runs this client's Python and cloudpickle",
+                    job_id,
+                    fields.get(b"node", b"").decode(errors="replace"),
+                )
             elif kind == b"excl":
                 node = fields.get(b"node", b"").decode(errors="replace")
                 ip = fields.get(b"ip", b"").decode(errors="replace")

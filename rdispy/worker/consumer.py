@@ -35,6 +35,7 @@ from rdispy.keys import CONSUMER_GROUP, Keys
 from rdispy.link import Entry, Link, all_stream_entries, deleted_entries, has_large
 from rdispy.scripts import Scripts
 from rdispy.worker import context, dispy_session, runner
+from rdispy.worker.node import live_nodes
 from rdispy.worker.recovery import ConsumerName
 from rdispy.worker.slots import ClosedSessions, Slots
 from rdispy.worker.workspace import Workspace
@@ -317,10 +318,68 @@ class Consumer:
                     )
                 self.signer.verify(entry.stream, entry.fields)
                 wire.validate_job(entry.fields)
-                valid.append(entry)
+                if self._our_runtime(entry):
+                    valid.append(entry)
             except ProtocolError as exc:
                 self._dead_letter(entry, str(exc))
         return valid
+
+    def _our_runtime(self, entry: Entry) -> bool:
+        """Whether this node's Python and cloudpickle can unpickle the entry's job (its client's
+        runtime tag).  If not, the entry goes to the least loaded live node that can, or, when
+        none can, is refused with both runtimes named: a rolling upgrade loses no job."""
+        wanted = entry.fields.get(b"rt")
+        if not wanted or wanted == serialization.RUNTIME:
+            return True
+        records = live_nodes(self.client, self.keys, self.signer)
+        tags = {
+            r.get("name", "?"): serialization.runtime_tag(
+                r.get("python", ""), r.get("cloudpickle", "")
+            )
+            for r in records
+        }
+        able = [
+            r for r in records if r.get("name") != self.config.node and tags[r["name"]] == wanted
+        ]
+        if able:
+            target = min(able, key=lambda r: (int(r.get("busy", 0)) / int(r["cpus"]), r["name"]))
+            self._hand_to(entry, target["name"], wanted)
+        else:
+            seen = ", ".join(f"{name} {tag.decode()}" for name, tag in sorted(tags.items()))
+            self._dead_letter(
+                entry,
+                f"the job was pickled by {wanted.decode()} (its client's Python and cloudpickle "
+                f"minor versions) and no live node runs that: node {self.config.node} runs "
+                f"{serialization.RUNTIME.decode()} (live nodes: {seen}); start a node with the "
+                "client's Python and cloudpickle, or submit from a client that matches a node",
+            )
+        return False
+
+    def _hand_to(self, entry: Entry, node: str, runtime: bytes) -> None:
+        """Move an entry, untouched but for its signature, into ``node``'s own stream, and tell
+        its client where it is now (so that a cancel still finds it)."""
+        stream = self.keys.node_jobs(node)
+        fields = {k: v for k, v in entry.fields.items() if k != b"sig"}
+        fields[b"nd"] = node.encode()
+        pipe = self.client.pipeline(transaction=True)
+        pipe.xadd(stream, self.signer.sign(stream, fields))  # type: ignore[arg-type]
+        pipe.xack(entry.stream, CONSUMER_GROUP, entry.eid)
+        pipe.xdel(entry.stream, entry.eid)
+        new_eid = pipe.execute()[0]
+        job_id = fields.get(b"id", b"").decode(errors="replace")
+        log.warning(
+            "consumer %s: job=%s needs %s, this node runs %s: handed to node %s",
+            self.name,
+            job_id,
+            runtime.decode(),
+            serialization.RUNTIME.decode(),
+            node,
+        )
+        client = wire.client_of(fields)
+        if client is not None:
+            moved = {"k": "moved", "node": node, "stream": stream, "eid": new_eid}
+            with contextlib.suppress(redis.RedisError):  # the client also finds it by scanning
+                self._emit(self.keys.results(client), job_id, moved)
 
     def _dead_letter(self, entry: Entry, reason: str) -> None:
         """Refuse an entry: to the dead letters, and a notice to its client (which would wait

@@ -98,3 +98,41 @@ def test_an_unreachable_redis_fails_the_constructor_on_time_with_one_warning(cap
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1, [r.getMessage() for r in warnings]
     assert "waiting for Redis" in warnings[0].getMessage()
+
+
+def test_a_job_of_another_python_goes_to_a_node_that_runs_it_or_fails_at_once(
+    redis_url, cluster, start_worker, tmp_path, monkeypatch
+):
+    """A rolling upgrade: a node whose Python (or cloudpickle) minor version differs from the
+    job's client hands the entry to a live node that matches; with none, the job fails at once,
+    naming both runtimes (before, it was dead-lettered or failed to unpickle)."""
+    import os
+
+    import cloudpickle
+
+    from rdispy import serialization
+
+    start_worker(redis_url, 1, "current")
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "sitecustomize.py").write_text(
+        "import platform\nplatform.python_version = lambda: '3.99.0'\n"
+    )
+    with monkeypatch.context() as env:  # a node that says it runs Python 3.99
+        env.setenv("PYTHONPATH", os.pathsep.join([str(shim), os.environ.get("PYTHONPATH", "")]))
+        start_worker(redis_url, 1, "upgraded")
+    with rdispy.Executor(redis_url, cluster=cluster) as ex:
+        assert ex.submit(pow, 2, 2).result(DEADLINE) == 4
+        monkeypatch.setattr(
+            serialization, "RUNTIME", serialization.runtime_tag("3.99.1", cloudpickle.__version__)
+        )  # this client now pickles as Python 3.99 does
+        futures = [ex.submit(pow, 2, i) for i in range(8)]
+        assert [f.result(DEADLINE) for f in futures] == [2**i for i in range(8)]
+        assert {f.node for f in futures} == {"upgraded"}
+        monkeypatch.setattr(
+            serialization, "RUNTIME", serialization.runtime_tag("3.98.0", cloudpickle.__version__)
+        )
+        error = refused(ex)
+    assert "py3.98/" in error.reason and "no live node runs that" in error.reason
+    assert "current py3.11" in error.reason or "current py3." in error.reason
+    assert "upgraded py3.99/" in error.reason

@@ -116,3 +116,11 @@ class NoArgs(Exception):
 def test_exception_that_cannot_be_unpickled_here_becomes_remote_error():
     rebuilt = serialization.load_exception(b"garbage", "j3")
     assert isinstance(rebuilt, RemoteError) and rebuilt.job_id == "j3"
+
+
+def test_the_runtime_tag_names_python_and_cloudpickle_minor_versions():
+    from rdispy.serialization import runtime_tag
+
+    assert runtime_tag("3.11.7", "3.1.1") == b"py3.11/cp3.1"
+    assert runtime_tag("3.12.0rc1", "3.0.0") == b"py3.12/cp3.0"
+    assert runtime_tag("3.11.2", "3.1.0") == runtime_tag("3.11.7", "3.1.1")  # patches match
