@@ -22,7 +22,9 @@ it rests on Redis TTLs and, within a host, on the monotonic clock.
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import itertools
 import logging
 import os
 import signal
@@ -98,6 +100,10 @@ class Supervisor:
         self._quick_failures: dict[int, int] = {}  # consecutive deaths within 1 s of start
         self._registered = False
         self._fenced_seen = 0  # dropped results already accounted for
+        # when our heartbeats succeeded (monotonic), to tell a lost node from a Redis outage
+        self._beats: collections.deque[float] = collections.deque(
+            maxlen=4 * defaults.HEARTBEATS_MISSED
+        )
         self._kills: dict[int, _Kill] = {}  # slot -> why its consumer is being stopped
         # dead consumers whose entries wait out a retry pause, or for Redis to be reachable:
         # (due, consumer, running, why, cause, final, attempt record)
@@ -534,6 +540,7 @@ class Supervisor:
         except redis.RedisError as exc:
             log.warning("node %s: heartbeat failed: %s", self.config.name, exc)
             return
+        self._beats.append(time.monotonic())
         fenced = self.slots.fenced_total()  # results dropped since the last beat: jobs taken
         dropped, self._fenced_seen = fenced > self._fenced_seen, fenced
         # A dropped result means a job of ours was taken over: we were declared dead, even if
@@ -580,13 +587,30 @@ class Supervisor:
             ensure_group(self.client, self.keys, self.config.name)
             self._beat()
 
+    def _lost_node_grace(self) -> float:
+        """How long a node must stay out of the live records before its jobs are taken.  When
+        Redis was frozen or unreachable, every record expires at once as it resumes, so then
+        live nodes get a whole TTL to re-register.  When our own heartbeats went through, each
+        on time, for longer than a TTL, Redis was there all along and a missing record means a
+        lost node: one heartbeat is enough (a frozen node's jobs move about a TTL sooner)."""
+        beat = self.config.heartbeat
+        ttl = beat * defaults.HEARTBEATS_MISSED
+        now = time.monotonic()
+        window = [t for t in self._beats if now - t <= ttl + 2 * beat]
+        steady = (
+            bool(window)
+            and now - window[-1] <= 1.5 * beat
+            and window[0] <= now - ttl  # the window is covered, from its start
+            and all(b - a <= 1.5 * beat for a, b in itertools.pairwise(window))
+        )
+        return beat if steady else ttl
+
     def _settle_lost_nodes(self) -> None:
         try:
             live = {
                 n["name"]: n.get("incarnation", "")
                 for n in live_nodes(self.client, self.keys, self.signer)
             }
-            grace = self.config.heartbeat * defaults.HEARTBEATS_MISSED
-            self.recoverer.settle_lost_nodes(live, grace)
+            self.recoverer.settle_lost_nodes(live, self._lost_node_grace())
         except redis.RedisError as exc:
             log.warning("node %s: lost-node scan failed: %s", self.config.name, exc)

@@ -184,3 +184,30 @@ def test_whole_node_crash_under_load(
     figures.outcome(
         runs, tags, len(outcomes), duplicates, fault=f"node SIGKILL, reentrant={reentrant}"
     )
+
+
+def test_a_frozen_nodes_job_moves_once_its_record_lapses_not_a_second_ttl_later(
+    redis_url, cluster, start_worker, tmp_path
+):
+    """A node frozen (or cut off) while Redis answers everyone else: its job is taken over once
+    its record has lapsed (a TTL after its last heartbeat) and a heartbeat more, never sooner.
+    Only after a Redis outage do the others wait a further TTL (test_redis_outage), where every
+    record lapses at once; before, a lost node's job always waited that second TTL too."""
+    beat = 1.0
+    ttl = beat * 5  # HEARTBEATS_MISSED
+    ledger = tmp_path / "ledger"
+    workers = [start_worker(redis_url, 1, name, "--heartbeat", str(beat)) for name in "ab"]
+    time.sleep(ttl + 2 * beat)  # long enough for their beats to show Redis steady
+    with rdispy.Executor(redis_url, cluster=cluster, max_retries=1) as ex:
+        job = ex.submit(record, str(ledger), "job", 1.0)
+        ((_, pid),) = wait_rows(ledger, 1)
+        frozen = next(w for w in workers if pid in {c.pid for c in w.consumers()})
+        freeze(frozen.pid, signal.SIGSTOP)
+        frozen_at = time.monotonic()
+        try:
+            assert job.result(30) == "job"
+            took_over = time.monotonic() - frozen_at - 1.0  # the rerun sleeps 1 s
+        finally:
+            freeze(frozen.pid, signal.SIGCONT)
+    assert executions(ledger) == {"job": 2}
+    assert ttl - beat <= took_over < 2 * ttl - beat / 2, took_over
