@@ -456,7 +456,7 @@ class Consumer:
             job_id,
             outcome.started,
             outcome.ended,
-            outcome.kind == "ok",
+            outcome.kind == "ok" and not outcome.etype,  # a map chunk may fail with "ok"
             outcome.error,
             fields.get(b"fq", b""),
             fields.get(b"fa", b""),
@@ -482,10 +482,14 @@ class Consumer:
             if session:
                 self._enter_session(session.decode(), fields, fn, job_id)
             if fields[b"k"] == b"chunk":
-                return runner.run(
-                    runner.call_chunk, (fn, payload), {}, job_id, self.config.max_result,
-                    self.config.max_output, memory_limited=limited,
+                failures: list[BaseException] = []
+                outcome = runner.run(
+                    runner.call_chunk, (fn, payload, failures), {}, job_id,
+                    self.config.max_result, self.config.max_output, memory_limited=limited,
                 )  # fmt: skip
+                if failures and outcome.kind == "ok":  # an item raised: a failed attempt
+                    runner.note_failure(outcome, failures[0])
+                return outcome
             args, kwargs = payload
             return runner.run(
                 fn,

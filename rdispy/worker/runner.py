@@ -64,8 +64,13 @@ class Outcome:
     traceback: str = ""  # its traceback as text, cut to TRACEBACK_MAX characters
 
 
-def call_chunk(fn: Callable[..., Any], calls: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> Any:
-    """Run a map chunk: returns ``(values, exception payload or None)``; stops at the first error.
+def call_chunk(
+    fn: Callable[..., Any],
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]],
+    failures: list[BaseException] | None = None,
+) -> Any:
+    """Run a map chunk: returns ``(values, exception payload or None)``; stops at the first error
+    (appended to ``failures``, for the attempt record).
 
     The values before a failing item still reach the client, which yields them before raising.
     """
@@ -74,6 +79,8 @@ def call_chunk(fn: Callable[..., Any], calls: list[tuple[tuple[Any, ...], dict[s
         try:
             values.append(fn(*args, **kwargs))
         except Exception as exc:
+            if failures is not None:
+                failures.append(exc)
             return values, serialization.dump_exception(exc)
     return values, None
 
@@ -143,6 +150,13 @@ def failed(
         type(exc).__qualname__,
         traceback_text(exc, skip),
     )
+
+
+def note_failure(outcome: Outcome, exc: BaseException) -> None:
+    """Record in a map chunk's outcome (kind "ok": its values reach the client) the exception
+    that stopped it, for its attempt record."""
+    outcome.error, outcome.etype = error_text(exc), type(exc).__qualname__
+    outcome.traceback = traceback_text(exc, 1)
 
 
 def error_text(exc: BaseException) -> str:

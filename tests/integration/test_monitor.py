@@ -375,6 +375,32 @@ def test_monitor_api_names_functions_shows_the_failure_and_filters(
     assert summary["nodes"] == ["eta"] and summary["clients"] == [client_id]
 
 
+def fail_on_three(x: int) -> int:
+    if x == 3:
+        raise KeyError("three")
+    return x
+
+
+def test_a_map_chunk_whose_item_raised_is_a_failed_job_with_its_traceback(
+    redis_url, cluster, start_worker, monitor
+):
+    start_worker(redis_url, 1, "iota")
+    with executor(redis_url, cluster=cluster) as ex:
+        assert list(ex.map(fail_on_three, range(3), chunksize=3)) == [0, 1, 2]
+        with pytest.raises(KeyError, match="three"):
+            list(ex.map(fail_on_three, range(5), chunksize=5))
+    code, listing = http(monitor.url + "api/jobs?state=failed")
+    (failed,) = listing["recent"]
+    assert failed["function"] == f"{__name__}.fail_on_three"
+    assert failed["exception"] == {"type": "KeyError", "message": "'three'"}
+    detail = http(monitor.url + f"api/jobs/{failed['id']}")[1]
+    assert detail["state"] == "failed" and "in fail_on_three" in detail["exception"]["traceback"]
+    assert "runner.py" not in detail["exception"]["traceback"]
+    code, summary = http(monitor.url + "api/functions")
+    (item,) = summary["functions"]
+    assert (item["attempts"], item["finished"], item["failed"]) == (2, 1, 1)
+
+
 def test_monitor_names_a_program_job_by_its_program_and_arguments(
     redis_url, cluster, start_worker, monitor, tmp_path
 ):
