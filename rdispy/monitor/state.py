@@ -610,7 +610,8 @@ def read_job(
             located.submitted,
         )
         job.function, job.args = located.function or job.function, located.args or job.args
-        job.exception = None  # an earlier attempt's: it runs again
+        # an earlier attempt's exception and times: it runs again (or waits to)
+        job.exception = job.started = job.ended = job.duration = None
         owner: Any = []
         try:
             owner = client.xpending_range(stream, CONSUMER_GROUP, job.entry, job.entry, 1)
@@ -620,6 +621,7 @@ def read_job(
             job.state = "running"
             job.consumer = _s(owner[0]["consumer"])
             job.taken_age = owner[0]["time_since_delivered"] / 1000.0
+            job.started = time.time() - job.taken_age  # this host's clock
             name = ConsumerName.parse(job.consumer)
             job.node = name.node if name else job.node
         else:

@@ -145,10 +145,18 @@ def test_monitor_api_serves_nodes_jobs_throughput_and_metrics(
         assert {j["id"] for j in listing["running"]} == {f.job_id for f in running}
         assert all(j["node"] == "gamma" for j in listing["running"])
         assert [j["id"] for j in listing["queued"]] == [queued.job_id]
+        assert {j["function"] for j in listing["running"] + listing["queued"]} == {"time.sleep"}
         code, nodes = http(base + "api/nodes")
         assert code == 200 and nodes["nodes"][0]["name"] == "gamma"
         code, detail = http(base + f"api/jobs/{queued.job_id}")
-        assert code == 200 and detail["state"] == "queued"
+        assert code == 200 and detail["state"] == "queued" and detail["function"] == "time.sleep"
+        code, detail = http(base + f"api/jobs/{running[0].job_id}")
+        assert detail["state"] == "running" and detail["function"] == "time.sleep"
+        assert detail["started"] <= time.time() and detail["ended"] is None
+        assert [j["id"] for j in http(base + "api/jobs?state=queued")[1]["queued"]] == [
+            queued.job_id
+        ]
+        assert http(base + "api/jobs?state=running&function=abs")[1]["running"] == []
         code, page = http(base)
         assert code == 200 and "<title>rdispy monitor</title>" in page
         code, text = http(base + "metrics")
