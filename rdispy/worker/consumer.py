@@ -458,8 +458,8 @@ class Consumer:
             outcome.ended,
             outcome.kind == "ok" and not outcome.etype,  # a map chunk may fail with "ok"
             outcome.error,
-            fields.get(b"fq", b""),
-            fields.get(b"fa", b""),
+            fields.get(b"fq", b"")[: wire.LABEL_MAX],  # whatever a client sent
+            fields.get(b"fa", b"")[: wire.LABEL_MAX],
             outcome.etype,
             outcome.traceback,
         )

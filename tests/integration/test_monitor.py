@@ -121,6 +121,7 @@ def test_status_job_shows_both_attempts_of_a_retried_job(
         assert attempt["node"] == "beta" and attempt["pid"] > 0 and attempt["incarnation"]
         assert attempt["start"] <= attempt["end"]
     assert first["pid"] != second["pid"]  # the crashed consumer was replaced
+    assert first["fn"] == second["fn"] == job["function"] == f"{__name__}.crash_once"
     assert second["rss_kib"] > 0
     text = status(redis_url, cluster, "--job", future.job_id).stdout
     assert "node-local wall time" in text and "crashed" in text and "ok" in text
