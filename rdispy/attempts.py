@@ -5,6 +5,8 @@ publishes its result or settles its entry (no extra round trip).
 Fields of the job record that hold attempts: ``hr`` the attempt whose result was published,
 ``h<i>`` the i-th lost attempt (crash, timeout, cancel, node lost), ``hd<i>`` attempts whose
 result was dropped; ``i`` runs in a ring of ATTEMPTS_KEPT, so at most that many of each are kept.
+``tb`` holds the traceback (text, at most 8 KiB) of the published attempt when its job raised:
+only in the job record (whose TTL is RESULT_TTL), never in the ``recent`` stream.
 
 Fields (absent when unknown)::
 
@@ -14,7 +16,11 @@ Fields (absent when unknown)::
     start, end  node-local wall time (seconds since the epoch, that node's clock)
     outcome     "ok" | "exception" | "crashed" | "timeout" | "cancelled" | "node lost"
                 | "out of memory"
-    error       "ValueError: bad input", "killed by signal SIGKILL", ... (not for "ok")
+    error       "ValueError: bad input", "killed by signal SIGKILL", ... (not for "ok"); an
+                exception's message is cut to 500 characters
+    etype       the exception's type name ("ValueError"), for outcome "exception"
+    fn          what the job ran: its entry's ``fq`` (``module.qualname``, or a program's name)
+    args        a program job's arguments (its entry's ``fa``)
     rss_kib     peak resident memory of the consumer process so far (ru_maxrss), KiB
     reporter    node that recorded a lost node's attempt
     dropped     true (added when read) when the attempt ended after another attempt had taken
@@ -30,6 +36,8 @@ from typing import Any
 ATTEMPTS_KEPT = 10
 #: Entries kept (approximately) in the ``recent`` stream.
 RECENT_KEPT = 1000
+#: Function labels whose JSON a consumer keeps ready (forgotten all at once past this).
+FNS_KEPT = 1024
 
 OUTCOMES = ("ok", "exception", "crashed", "timeout", "cancelled", "node lost", "out of memory")
 
@@ -46,15 +54,39 @@ class Template:
 
     def __init__(self, constant: dict[str, Any]) -> None:
         self._tail = encode(constant)[1:]  # '"node":...}' without the opening brace
+        self._fns: dict[bytes, str] = {}  # an entry's fq -> its '"fn":...,' (one dict lookup)
 
     def render(
-        self, job_id: str, start: float, end: float, ok: bool, error: str, rss_kib: int | None
+        self,
+        job_id: str,
+        start: float,
+        end: float,
+        ok: bool,
+        error: str,
+        rss_kib: int | None,
+        fn: bytes = b"",
+        etype: str = "",
+        args: bytes = b"",
     ) -> str:
         quoted = f'"{job_id}"' if _PLAIN.issuperset(job_id) else json.dumps(job_id)
         head = f'{{"id":{quoted},"start":{start:.6f},"end":{end:.6f},'
-        head += '"outcome":"ok",' if ok else f'"outcome":"exception","error":{json.dumps(error)},'
+        if ok:
+            head += '"outcome":"ok",'
+        else:
+            head += f'"outcome":"exception","error":{json.dumps(error)},'
+            if etype:
+                head += f'"etype":{json.dumps(etype)},'
         if rss_kib is not None:
             head += f'"rss_kib":{rss_kib},'
+        if fn:
+            field = self._fns.get(fn)
+            if field is None:
+                if len(self._fns) >= FNS_KEPT:
+                    self._fns.clear()
+                field = self._fns[fn] = f'"fn":{json.dumps(fn.decode(errors="replace"))},'
+            head += field
+        if args:  # a program job's arguments (its entry's ``fa``)
+            head += f'"args":{json.dumps(args.decode(errors="replace"))},'
         return head + self._tail
 
 

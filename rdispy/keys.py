@@ -14,7 +14,8 @@ key                            type     holds                                   
 ``results:<client>``           stream   results/events for one client               read entries
                                                                                     deleted; TTL
 ``job:<job id>``               hash     state (st), attempt token (a), count (n),   JOB_TTL
-                                        its last attempts (h*, JSON each)
+                                        its last attempts (h*, JSON each), the
+                                        traceback of its exception (tb, <= 8 KiB)
 ``recent``                     stream   attempts that ended lately (JSON)           MAXLEN ~1000
 ``client:<client>``            hash     a client's pid, host, last seen             RESULT_TTL
 ``clients``                    zset     client id -> last seen                      pruned
@@ -82,7 +83,8 @@ class Keys:
 
     def job(self, job_id: str) -> str:
         """State of one job: st ("done" once ended), n (attempts lost), o (how it ended without
-        a published result) and its attempt history (fields h*, see ``rdispy.attempts``)."""
+        a published result), its attempt history (fields h*, see ``rdispy.attempts``) and the
+        traceback of the exception it raised (tb)."""
         return f"{self.base}:job:{job_id}"
 
     @cached_property

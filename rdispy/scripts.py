@@ -6,8 +6,9 @@ entries list (PEL): a consumer owns an entry from delivery until it publishes; w
 consumer's entry is requeued it gets a new id, so the old owner's late publish finds nothing it
 owns and is dropped.  The job record ``job:<id>`` holds ``st`` ("done" once a result was
 published, so a duplicate entry can never publish twice), ``n`` (attempts lost so far), ``o``
-(how it ended when no result was published: "failed", "cancelled") and the job's attempt
-history (``hr``, ``h<i>``, ``hd<i>``: see rdispy.attempts).
+(how it ended when no result was published: "failed", "cancelled"), the job's attempt
+history (``hr``, ``h<i>``, ``hd<i>``: see rdispy.attempts) and ``tb`` (the traceback of the
+exception it raised, as text).
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ end
 # KEYS[1] jobs stream, KEYS[2] job record, KEYS[3] client's result stream, KEYS[4] counters,
 # KEYS[5] recent attempts stream
 # ARGV[1] group, ARGV[2] entry id, ARGV[3] consumer name, ARGV[4] result ttl, ARGV[5] the
-# attempt (JSON, or ''), ARGV[6] the counter to raise ("finished" or "failed"),
-# ARGV[7..] result fields (name, value, ...)
+# attempt (JSON, or ''), ARGV[6] the counter to raise ("finished" or "failed"), ARGV[7] the
+# job's traceback ('' when it did not raise; kept in the job record as ``tb``, not in the recent
+# stream), ARGV[8..] result fields (name, value, ...)
 # Publishes the result and acknowledges the entry, only if the consumer still owns it and no
 # result was published for the job yet; the job record keeps who published (``pb``: consumer and
 # entry id), so a publish sent again after its reply was lost returns 1.  Returns 1 published;
@@ -73,8 +75,9 @@ if ARGV[5] ~= '' then
 else
   redis.call('HSET', KEYS[2], 'pb', mark)
 end
+if ARGV[7] ~= '' then redis.call('HSET', KEYS[2], 'tb', ARGV[7]) end
 redis.call('EXPIRE', KEYS[2], ARGV[4])
-redis.call('XADD', KEYS[3], '*', unpack(ARGV, 7))
+redis.call('XADD', KEYS[3], '*', unpack(ARGV, 8))
 redis.call('EXPIRE', KEYS[3], ARGV[4])
 redis.call('HINCRBY', KEYS[4], ARGV[6], 1)
 return 1

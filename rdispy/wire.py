@@ -11,6 +11,9 @@ Job entry fields::
     r    max retries                 t    submit time       x   expiry (signed entries)
     n    calls in a map chunk (kind "chunk")
     sm   the client's same-host handoff folder ("<host id>:<name>", see ``handoff``)
+    fq   what the job runs, for people (the monitor; nothing runs by it): a function's
+         ``module.qualname`` (``function_label``), or a program's file name; at most 200 bytes
+    fa   a program job's arguments as one line (``program_arguments``), at most 200 bytes
     pf/pz  a payload handed over in a file of that folder instead of ``p``: name, sha256
     rt   the client's runtime tag (``serialization.runtime_tag``: Python and cloudpickle minor
          versions); a node of another runtime hands the entry to a live node of that runtime,
@@ -35,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import shlex
 import time
 from collections.abc import Mapping
 
@@ -150,6 +154,43 @@ def refusal_fields(job_id: bytes, node: str, reason: str) -> Fields:
     no code, so a client reads it even when it cannot verify it (a node of another secret)."""
     return {b"v": VERSION, b"id": job_id[:200], b"k": b"refused", b"node": node.encode(),
             b"why": reason.encode()[:2000]}  # fmt: skip
+
+
+#: Longest ``fq`` / ``fa`` value a client sends (bytes).
+LABEL_MAX = 200
+
+
+def _cut_label(text: str) -> bytes:
+    data = text.encode(errors="replace")
+    if len(data) <= LABEL_MAX:
+        return data
+    return data[: LABEL_MAX - 3].decode(errors="ignore").encode() + b"..."
+
+
+def function_label(fn: object) -> bytes:
+    """The ``fq`` field of a job running ``fn``: ``module.qualname`` (``abs``, ``time.sleep``,
+    ``mymod.Cls.method``; the function of a ``functools.partial``).  Computed once per function
+    by the client, which keeps it with the function's digest."""
+    seen = 0
+    while hasattr(fn, "func") and callable(fn.func) and seen < 5:  # functools.partial
+        fn, seen = fn.func, seen + 1
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    if not isinstance(name, str):
+        name = type(fn).__qualname__
+    module = getattr(fn, "__module__", None)
+    if isinstance(module, str) and module not in ("builtins", "__main__", ""):
+        name = f"{module}.{name}"
+    return _cut_label(name)
+
+
+def program_label(name: str) -> bytes:
+    """The ``fq`` field of a program job: the program's file name."""
+    return _cut_label(name)
+
+
+def program_arguments(args: tuple[object, ...]) -> bytes:
+    """The ``fa`` field of a program job: its arguments as a shell would show them."""
+    return _cut_label(" ".join(shlex.quote(str(a)) for a in args))
 
 
 def client_of(fields: Mapping[bytes, bytes]) -> str | None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from rdispy import defaults, serialization
+from rdispy import defaults, serialization, wire
 from rdispy.client.dispatcher import Dispatcher
 from rdispy.client.dispy_job import ClusterStatus, DispyJob, DispyNode, exception_text
 from rdispy.client.future import RemoteFuture
@@ -179,6 +179,8 @@ class JobCluster:
             self._await_local_node()
         self._function, files, names = self._computation(computation)
         self._header: dict[str, object] = {"cl": self.session}
+        if self._program:  # the monitor shows the program, not the function that starts it
+            self._header["fq"] = wire.program_label(self._program)
         if self.job_status or self.cluster_status:
             self._header["ev"] = 1  # nodes report each job's start only when someone listens
         for item in depends:
@@ -328,8 +330,10 @@ class JobCluster:
     def _send(self, job: DispyJob) -> None:
         call_args = (self._program, *job.args) if self._program else job.args
         header = self._header  # the dispatcher only reads it: copied when a job adds fields
-        if job._timeout or job._cpus > 1 or job._selectors or job._depends:
+        if self._program or job._timeout or job._cpus > 1 or job._selectors or job._depends:
             header = dict(header)
+            if self._program:  # a process per job: the copy and the line cost nothing beside it
+                header["fa"] = wire.program_arguments(job.args)
             if job._timeout:
                 header["to"] = job._timeout
             if job._cpus > 1:

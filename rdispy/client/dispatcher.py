@@ -125,8 +125,8 @@ class Dispatcher:
         self._uploaded: set[str] = set()  # jobs whose handed-over payload a consumer fetched
         self._seq = itertools.count(1)
         # id(fn) -> (fn, or a weak reference to it where it takes one, so that the cache keeps
-        # no object alive; its blob's digest)
-        self._functions: dict[int, tuple[Any, str]] = {}
+        # no object alive; its blob's digest; its label for the job entries' ``fq`` field)
+        self._functions: dict[int, tuple[Any, str, bytes]] = {}
         self._blobs_touched = time.monotonic()
         self._futures: dict[str, RemoteFuture] = {}
         # what it takes to send unfinished jobs again if the server restarts empty
@@ -206,16 +206,17 @@ class Dispatcher:
 
     # -- sending -------------------------------------------------------------------------------
 
-    def _function_blob(self, fn: Callable[..., Any]) -> tuple[str, bytes | None]:
-        """Digest of ``fn``'s blob, and its bytes when they still have to be uploaded."""
+    def _function_blob(self, fn: Callable[..., Any]) -> tuple[str, bytes | None, bytes]:
+        """Digest of ``fn``'s blob, its bytes when they still have to be uploaded, and its label
+        (``fq``: computed with the blob, once per function, then read from the same cache)."""
         known = self._functions.get(id(fn))
         if known is not None:
             held = known[0]
             if held is fn or (isinstance(held, weakref.ref) and held() is fn):
-                return known[1], None
+                return known[1], None, known[2]
         data = serialization.dumps(fn, "function")
         wire.check_size(data, self.max_payload)
-        return wire.blob_digest(data), data
+        return wire.blob_digest(data), data, wire.function_label(fn)
 
     def _arguments(self, call: Any, seq: int, job_id: str) -> dict[str, object]:
         """Payload fields of one job: pickled inline, or (large, with a same-host folder)
@@ -259,7 +260,7 @@ class Dispatcher:
             raise self.broken
         if self._closed.is_set():
             raise RuntimeError("cannot submit after the executor was shut down")
-        digest, blob = self._function_blob(fn)
+        digest, blob, label = self._function_blob(fn)
         node = (header or {}).get("nd")
         stream = self.keys.node_jobs(str(node)) if node else self.keys.jobs
         signed_for = stream
@@ -276,6 +277,7 @@ class Dispatcher:
                         "id": job_id,
                         "c": self.client_id,
                         "fn": digest,
+                        "fq": label,
                         "k": kind,
                         "n": len(call) if kind == "chunk" else None,
                         **extra,
@@ -294,9 +296,9 @@ class Dispatcher:
             raise
         if blob is not None:
             try:
-                self._functions[id(fn)] = (weakref.ref(fn), digest)
+                self._functions[id(fn)] = (weakref.ref(fn), digest, label)
             except TypeError:  # builtins take no weak reference (and keep nothing alive)
-                self._functions[id(fn)] = (fn, digest)
+                self._functions[id(fn)] = (fn, digest, label)
             self._blob_data[digest] = blob
             self._outbox.append((self.keys.blob(digest), blob))
         for future, fields in batch:
@@ -383,7 +385,7 @@ class Dispatcher:
         if jobs:
             commands.append(("HINCRBY", self.keys.counters, stats.SUBMITTED, jobs))
         if time.monotonic() - self._blobs_touched > defaults.BLOB_TTL / 4:
-            for _, digest in self._functions.values():
+            for _, digest, _ in self._functions.values():
                 commands.append(("EXPIRE", self.keys.blob(digest), defaults.BLOB_TTL))
             self._blobs_touched = time.monotonic()
         self._send_link.send(commands, partial(self._sent_replies, batch), large=large)

@@ -9,6 +9,7 @@ records, per-stream group info, counters); ``read_jobs`` adds one script call pe
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -30,7 +31,13 @@ SCHEMA_VERSION = 1
 CLIENT_GONE = 60.0
 
 #: Header fields of a job entry the job table shows (never the payload).
-_PEEK_FIELDS = ("id", "c", "t", "nd", "to", "cp", "r")
+_PEEK_FIELDS = ("id", "c", "t", "nd", "to", "cp", "r", "fq", "fa")
+
+#: Entries read at a time from the ``recent`` stream when a filter must look past the newest.
+_RECENT_PAGE = 250
+
+#: Job states a filter may ask for (a state's first word: "lost (crashed)" is "lost").
+STATES = ("running", "queued", "retrying", "finished", "failed", "lost", "cancelled", "dropped")
 
 
 def _s(value: Any) -> str:
@@ -143,9 +150,44 @@ class JobState:
     taken_age: float | None = None  # seconds since a consumer took it (running)
     lost_attempts: int = 0
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    function: str = ""  # what it runs: module.qualname, or a program's name ("" if unknown)
+    args: str = ""  # a program job's arguments (function jobs' arguments are not recorded)
+    started: float | None = None  # its last attempt's start and end (that node's clock)
+    ended: float | None = None
+    duration: float | None = None  # seconds, end - start of its last attempt
+    #: how it failed: {"type", "message"} and, in a job's detail, "traceback" (None if it
+    #: did not fail, or failed without an exception: then its last attempt's "error" says why)
+    exception: dict[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """Which jobs a listing keeps: each set field must match (all of them)."""
+
+    state: str = ""  # one of STATES: the job state's first word
+    node: str = ""
+    client: str = ""
+    function: str = ""  # the job's function label, exactly
+    search: str = ""  # part of the job id (a prefix, a sequence number "-17", ...)
+
+    def __bool__(self) -> bool:
+        return bool(self.state or self.node or self.client or self.function or self.search)
+
+    def matches(self, job: JobState) -> bool:
+        return (
+            (not self.state or job.state.split(" ", 1)[0] == self.state)
+            and (not self.node or job.node == self.node)
+            and (not self.client or job.client == self.client)
+            and (not self.function or job.function == self.function)
+            and (not self.search or self.search in job.id)
+        )
+
+    def wants(self, *states: str) -> bool:
+        """Whether jobs in any of these states can match."""
+        return not self.state or self.state in states
 
 
 def list_clusters(client: redis.Redis, prefix: str = "rdispy", limit: int = 1000) -> list[str]:
@@ -308,18 +350,116 @@ def _job_from_row(row: dict[str, str], stream: str, keys: Keys) -> JobState:
         entry=row["eid"],
         node=node,
         submitted=_f(row.get("t")) or None,
+        function=row.get("fq", ""),
+        args=row.get("fa", ""),
     )
 
 
+def _client_of(job_id: str) -> str:
+    return job_id.rsplit("-", 1)[0]
+
+
+def exception_of(attempt: dict[str, Any]) -> dict[str, str] | None:
+    """``{"type", "message"}`` of an attempt that ended with its job's exception, else None."""
+    if attempt.get("outcome") != "exception":
+        return None
+    etype, error = str(attempt.get("etype", "")), str(attempt.get("error", ""))
+    if etype and error.startswith(etype + ": "):
+        message = error[len(etype) + 2 :]
+    elif etype and error == etype:
+        message = ""
+    else:  # recorded by an older node: "Type: message" only
+        etype, _, message = error.partition(": ") if ": " in error else (error, "", "")
+    return {"type": etype, "message": message}
+
+
+def _describe(job: JobState, attempt: dict[str, Any]) -> JobState:
+    """Fill in what a job ran, its timings and how it failed from an attempt of it."""
+    job.function = job.function or str(attempt.get("fn", ""))
+    job.args = job.args or str(attempt.get("args", ""))
+    start, end = attempt.get("start"), attempt.get("end")
+    job.started = start if isinstance(start, int | float) else None
+    job.ended = end if isinstance(end, int | float) else None
+    if job.started is not None and job.ended is not None:
+        job.duration = max(0.0, job.ended - job.started)
+    job.exception = exception_of(attempt)
+    return job
+
+
+def _recent_job(eid: Any, fields: dict[bytes, bytes]) -> JobState:
+    attempt = attempts.decode(fields.get(b"a", b"{}"))
+    if fields.get(b"d"):
+        attempt["dropped"] = True
+    job_id = str(attempt.get("id", "?"))
+    job = JobState(
+        id=job_id,
+        client=_client_of(job_id),
+        state=_ended_state(attempt),
+        node=str(attempt.get("node", "")),
+        attempts=[{**attempt, "recorded": _entry_time(eid)}],
+    )
+    return _describe(job, attempt)
+
+
+def _recent(client: redis.Redis, keys: Keys, limit: int, wanted: JobFilter) -> list[JobState]:
+    """The newest ``limit`` ended attempts that match (newest first), looking through the whole
+    ``recent`` stream (about RECENT_KEPT entries) when a filter is set."""
+    if not wanted:
+        raw: Any = client.xrevrange(keys.recent, "+", "-", count=limit)
+        return [_recent_job(eid, fields) for eid, fields in raw]
+    out: list[JobState] = []
+    end = "+"
+    while len(out) < limit:
+        raw = client.xrevrange(keys.recent, end, "-", count=_RECENT_PAGE)
+        for eid, fields in raw:
+            job = _recent_job(eid, fields)
+            if wanted.matches(job):
+                out.append(job)
+                if len(out) >= limit:
+                    break
+        if len(raw) < _RECENT_PAGE:
+            break
+        end = "(" + _s(raw[-1][0])
+    return out
+
+
+def _undelivered(client: redis.Redis, stream: str) -> str:
+    """Where the entries not yet delivered to the group start (a fair queue has no group: all
+    of its entries are queued)."""
+    groups: Any = []
+    try:
+        groups = client.xinfo_groups(stream)
+    except redis.ResponseError:
+        pass
+    for group in groups:
+        if _s(group.get("name")) == CONSUMER_GROUP:
+            return "(" + _s(group.get("last-delivered-id", "0-0"))
+    return "-"
+
+
 def read_jobs(
-    client: redis.Redis, keys: Keys, limit: int = 50, scripts: Scripts | None = None
+    client: redis.Redis,
+    keys: Keys,
+    limit: int = 50,
+    scripts: Scripts | None = None,
+    wanted: JobFilter | None = None,
 ) -> dict[str, list[JobState]]:
     """Jobs running now, the first ``limit`` queued per stream, and the last ``limit`` attempts
-    that ended (newest first): ``{"running": [...], "queued": [...], "recent": [...]}``."""
+    that ended (newest first): ``{"running": [...], "queued": [...], "recent": [...]}``; with a
+    filter, only the jobs it matches among those (the ended ones among the whole ``recent``
+    stream)."""
     scripts = scripts or Scripts(client)
+    wanted = wanted or JobFilter()
     running: list[JobState] = []
     queued: list[JobState] = []
-    for stream in _streams(client, keys):
+    streams = _streams(client, keys) if wanted.wants("running", "queued") else []
+    pipe = client.pipeline(transaction=False)
+    for stream in streams:
+        pipe.xlen(stream)
+    lengths = pipe.execute() if streams else []
+    for stream, length in zip(streams, lengths, strict=True):
+        if not length:
+            continue  # nothing queued or running there
         taken = _pending(client, stream, limit)
         for eid, consumer, age in taken:
             rows, _ = _peek(scripts, stream, eid, eid, 1)
@@ -329,37 +469,88 @@ def read_jobs(
             name = ConsumerName.parse(consumer)
             job.state, job.consumer, job.taken_age = "running", consumer, age
             job.node = name.node if name else job.node
-            running.append(job)
+            if wanted.matches(job):
+                running.append(job)
         taken_ids = {eid for eid, _, _ in taken}
-        start = "-"
-        # entries past those delivered to the group; a fair queue has no group: all are queued
-        groups: Any = []
-        try:
-            groups = client.xinfo_groups(stream)
-        except redis.ResponseError:
-            pass
-        for group in groups:
-            if _s(group.get("name")) == CONSUMER_GROUP:
-                start = "(" + _s(group.get("last-delivered-id", "0-0"))
-        for row in _peek(scripts, stream, start, "+", limit)[0]:
+        if not wanted.wants("queued"):
+            continue
+        for row in _peek(scripts, stream, _undelivered(client, stream), "+", limit)[0]:
             if row["eid"] not in taken_ids:
-                queued.append(_job_from_row(row, stream, keys))
-    recent = []
-    raw: Any = client.xrevrange(keys.recent, "+", "-", count=limit)
-    for eid, fields in raw:
-        attempt = attempts.decode(fields.get(b"a", b"{}"))
-        if fields.get(b"d"):
-            attempt["dropped"] = True
-        recent.append(
-            JobState(
-                id=str(attempt.get("id", "?")),
-                client=str(attempt.get("id", "")).rsplit("-", 1)[0],
-                state=_ended_state(attempt),
-                node=str(attempt.get("node", "")),
-                attempts=[{**attempt, "recorded": _entry_time(eid)}],
-            )
-        )
+                job = _job_from_row(row, stream, keys)
+                if wanted.matches(job):
+                    queued.append(job)
+    ended = ("finished", "failed", "lost", "cancelled", "dropped")
+    recent = _recent(client, keys, limit, wanted) if wanted.wants(*ended) else []
     return {"running": running, "queued": queued, "recent": recent}
+
+
+def _percentile(ordered: list[float], share: float) -> float:
+    """The nearest-rank percentile of sorted values."""
+    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
+
+
+def summarize(client: redis.Redis, keys: Keys) -> dict[str, Any]:
+    """Per function, over the attempts in the ``recent`` stream (the last ~RECENT_KEPT that
+    ended, cluster-wide): attempts, finished, failed (an exception, or lost: crashed, timed
+    out, node lost, out of memory), cancelled, and the mean, 95th percentile and longest run
+    time of its attempts (end - start, seconds; attempts lost without a start have none).
+    Dropped attempts (a duplicate run whose result was not delivered) are left out.  Also the
+    nodes, clients and functions seen there, for the monitor's filters."""
+    raw: Any = client.xrevrange(keys.recent, "+", "-", count=attempts.RECENT_KEPT * 2)
+    groups: dict[str, dict[str, Any]] = {}
+    nodes: set[str] = set()
+    clients: set[str] = set()
+    oldest: float | None = None
+    for eid, fields in raw:
+        if fields.get(b"d"):
+            continue
+        attempt = attempts.decode(fields.get(b"a", b"{}"))
+        oldest = _entry_time(eid)
+        name = str(attempt.get("fn", ""))
+        group = groups.setdefault(
+            name, {"attempts": 0, "finished": 0, "failed": 0, "cancelled": 0, "durations": []}
+        )
+        group["attempts"] += 1
+        outcome = attempt.get("outcome")
+        if outcome == "ok":
+            group["finished"] += 1
+        elif outcome == "cancelled":
+            group["cancelled"] += 1
+        else:
+            group["failed"] += 1
+        start, end = attempt.get("start"), attempt.get("end")
+        if isinstance(start, int | float) and isinstance(end, int | float):
+            group["durations"].append(max(0.0, end - start))
+        if attempt.get("node"):
+            nodes.add(str(attempt["node"]))
+        if attempt.get("id"):
+            clients.add(_client_of(str(attempt["id"])))
+    functions = []
+    for name, group in groups.items():
+        durations = sorted(group.pop("durations"))
+        functions.append(
+            {
+                "function": name,
+                **group,
+                "timed": len(durations),
+                "mean": sum(durations) / len(durations) if durations else None,
+                "p95": _percentile(durations, 0.95) if durations else None,
+                "max": durations[-1] if durations else None,
+            }
+        )
+    functions.sort(key=lambda f: (-f["attempts"], f["function"]))
+    window = {
+        "source": "recent",
+        "attempts": sum(f["attempts"] for f in functions),
+        "kept": attempts.RECENT_KEPT,
+        "since": oldest,
+    }
+    return {
+        "window": window,
+        "functions": functions,
+        "nodes": sorted(nodes),
+        "clients": sorted(clients),
+    }
 
 
 def _ended_state(attempt: dict[str, Any]) -> str:
@@ -387,14 +578,26 @@ def read_job(
     record = {_s(k): _s(v) for k, v in raw_record.items()}
     job = JobState(
         id=job_id,
-        client=job_id.rsplit("-", 1)[0],
+        client=_client_of(job_id),
         state="unknown",
         lost_attempts=int(_f(record.get("n"))),
         attempts=attempts.from_record(record),
     )
+    kept = [a for a in job.attempts if not a.get("dropped")] or job.attempts
+    if kept:
+        _describe(job, kept[-1])
+        job.node = str(kept[-1].get("node", ""))
+        job.function = job.function or next(
+            (str(a["fn"]) for a in reversed(job.attempts) if a.get("fn")), ""
+        )
     if record.get("st") == "done":
         published = attempts.decode(record["hr"]) if "hr" in record else None
         job.state = _end_state(record.get("o"), published, job.attempts)
+        if published is not None:
+            _describe(job, published)
+            job.node = str(published.get("node", job.node))
+        if job.exception is not None:
+            job.exception["traceback"] = record.get("tb", "")
         return job
     found = _find_entry(client, keys, scripts, job_id, scan_limit)
     if found is not None:
@@ -406,6 +609,9 @@ def read_job(
             located.node,
             located.submitted,
         )
+        job.function, job.args = located.function or job.function, located.args or job.args
+        # an earlier attempt's exception and times: it runs again (or waits to)
+        job.exception = job.started = job.ended = job.duration = None
         owner: Any = []
         try:
             owner = client.xpending_range(stream, CONSUMER_GROUP, job.entry, job.entry, 1)
@@ -415,6 +621,7 @@ def read_job(
             job.state = "running"
             job.consumer = _s(owner[0]["consumer"])
             job.taken_age = owner[0]["time_since_delivered"] / 1000.0
+            job.started = time.time() - job.taken_age  # this host's clock
             name = ConsumerName.parse(job.consumer)
             job.node = name.node if name else job.node
         else:

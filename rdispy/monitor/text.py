@@ -108,6 +108,8 @@ def render_state(state: ClusterState) -> str:
 
 def render_job(job: JobState) -> str:
     out = [f"job {job.id}: {job.state}"]
+    if job.function:
+        out.append(f"function: {job.function}" + (f" {job.args}" if job.args else ""))
     if job.client:
         out.append(f"client: {job.client}")
     if job.node:
@@ -140,6 +142,10 @@ def render_job(job: JobState) -> str:
         )
     else:
         out.append("no attempt recorded yet")
+    if job.exception is not None:
+        out += ["", f"exception: {job.exception['type']}: {job.exception['message']}"]
+        if job.exception.get("traceback"):
+            out.append(job.exception["traceback"].rstrip("\n"))
     return "\n".join(out)
 
 

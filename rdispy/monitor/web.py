@@ -225,6 +225,7 @@ class Monitor:
         app.router.add_get("/api/throughput", self._throughput)
         app.router.add_get("/api/jobs", self._jobs)
         app.router.add_get("/api/jobs/{id}", self._job)
+        app.router.add_get("/api/functions", self._functions)
         app.router.add_post("/api/jobs/{id}/cancel", self._cancel)
         app.router.add_post("/api/nodes/{name}/drain", self._drain)
         app.router.add_get("/metrics", self._metrics)
@@ -305,13 +306,33 @@ class Monitor:
         )
 
     async def _jobs(self, request: web.Request) -> web.Response:
+        """Jobs running, queued and ended lately; ``state``, ``node``, ``client``,
+        ``function`` (exact) and ``q`` (part of the job id) keep only the jobs that match."""
         keys = self._keys(request)
         limit = min(max(int(request.query.get("limit", "50")), 1), 1000)
-        jobs = await asyncio.to_thread(state.read_jobs, self.client, keys, limit, self.scripts)
+        query = request.query
+        wanted = state.JobFilter(
+            state=query.get("state", ""),
+            node=query.get("node", ""),
+            client=query.get("client", ""),
+            function=query.get("function", ""),
+            search=query.get("q", "").strip(),
+        )
+        if wanted.state and wanted.state not in state.STATES:
+            raise ValueError(f"unknown state {wanted.state!r}: one of {', '.join(state.STATES)}")
+        jobs = await asyncio.to_thread(
+            state.read_jobs, self.client, keys, limit, self.scripts, wanted
+        )
         body: dict[str, Any] = {"schema": state.SCHEMA_VERSION}
         for group, items in jobs.items():
             body[group] = [job.to_dict() for job in items]
         return _json(body)
+
+    async def _functions(self, request: web.Request) -> web.Response:
+        """Per-function counts and run times over the ``recent`` stream (``state.summarize``)."""
+        keys = self._keys(request)
+        summary = await asyncio.to_thread(state.summarize, self.client, keys)
+        return _json({"schema": state.SCHEMA_VERSION, **summary})
 
     async def _job(self, request: web.Request) -> web.Response:
         keys = self._keys(request)

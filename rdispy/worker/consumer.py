@@ -57,8 +57,10 @@ FOLLOW_FOR = 0.1
 RSS_EVERY = 0.5
 RSS_JOB = 0.001
 
-#: What the attempt record of a finished job needs: job id, start, end, ok, error text.
-_Attempt = tuple[str, float, float, bool, str]
+#: What the attempt record of a finished job needs: job id, start, end, ok, error text, the
+#: entry's ``fq`` and ``fa`` (what it ran), the exception's type name and its traceback ("" when
+#: it did not raise).
+_Attempt = tuple[str, float, float, bool, str, bytes, bytes, str, str]
 #: A finished job waiting to be published: its entry, client, signed result, attempt.
 _Publish = tuple[Entry, str, wire.Fields, _Attempt]
 
@@ -522,7 +524,17 @@ class Consumer:
         )
         if fields[b"k"] == b"chunk":  # so that a client that reattaches knows its calls
             result[b"ck"] = fields.get(b"n", b"")
-        attempt = (job_id, outcome.started, outcome.ended, outcome.kind == "ok", outcome.error)
+        attempt = (
+            job_id,
+            outcome.started,
+            outcome.ended,
+            outcome.kind == "ok" and not outcome.etype,  # a map chunk may fail with "ok"
+            outcome.error,
+            fields.get(b"fq", b"")[: wire.LABEL_MAX],  # whatever a client sent
+            fields.get(b"fa", b"")[: wire.LABEL_MAX],
+            outcome.etype,
+            outcome.traceback,
+        )
         return entry, client, self.signer.sign(results_key, result), attempt
 
     def _stopped(self, job_id: str) -> NoReturn:
@@ -551,10 +563,14 @@ class Consumer:
             if session:
                 self._enter_session(session.decode(), fields, fn, job_id)
             if fields[b"k"] == b"chunk":
-                return runner.run(
-                    runner.call_chunk, (fn, payload), {}, job_id, self.config.max_result,
-                    self.config.max_output, memory_limited=limited,
+                failures: list[BaseException] = []
+                outcome = runner.run(
+                    runner.call_chunk, (fn, payload, failures), {}, job_id,
+                    self.config.max_result, self.config.max_output, memory_limited=limited,
                 )  # fmt: skip
+                if failures and outcome.kind == "ok":  # an item raised: a failed attempt
+                    runner.note_failure(outcome, failures[0])
+                return outcome
             args, kwargs = payload
             return runner.run(
                 fn,
@@ -571,15 +587,8 @@ class Consumer:
             if limited and isinstance(exc, MemoryError):
                 raise
             now = time.time()
-            return runner.Outcome(
-                "exc",
-                serialization.dump_exception(exc, job_id),
-                "",
-                "",
-                now,
-                now,
-                runner.error_text(exc),
-            )
+            payload = serialization.dump_exception(exc, job_id)
+            return runner.failed("exc", payload, "", "", now, now, exc)
 
     def _arguments(self, fields: dict[bytes, bytes], job_id: str) -> bytes:
         """The pickled arguments: inline, in the client's handoff file on this host, or (from
@@ -800,15 +809,18 @@ class Consumer:
             self._rss_read = now
         commands = []
         sha = self.scripts.publish.sha
-        for entry, client, result, (job_id, started, ended, ok, error) in batch:
-            attempt = self._attempt.render(job_id, started, ended, ok, error, self._rss)
+        for entry, client, result, attempt_of in batch:
+            job_id, started, ended, ok, error, fq, fa, etype, tb = attempt_of
+            attempt = self._attempt.render(
+                job_id, started, ended, ok, error, self._rss, fq, etype, fa
+            )
             commands.append(
                 (
                     "EVALSHA", sha, 5,
                     entry.stream, keys.job(job_id), keys.results(client), keys.counters,
                     keys.recent,
                     CONSUMER_GROUP, entry.eid, self.name, defaults.RESULT_TTL, attempt,
-                    stats.FINISHED if ok else stats.FAILED,
+                    stats.FINISHED if ok else stats.FAILED, tb,
                     *itertools.chain.from_iterable(result.items()),
                 )
             )  # fmt: skip

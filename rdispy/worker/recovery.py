@@ -153,6 +153,10 @@ class Recoverer:
         record = ""
         if charge:
             what = {"id": job_id, "outcome": _OUTCOMES.get(cause, cause), "error": why}
+            if fields.get(b"fq"):  # what it ran, for the monitor
+                what["fn"] = fields[b"fq"][: wire.LABEL_MAX].decode(errors="replace")
+            if fields.get(b"fa"):
+                what["args"] = fields[b"fa"][: wire.LABEL_MAX].decode(errors="replace")
             record = attempts.encode({**what, **(attempt or {})})
         outcome = int(
             self.scripts.recover(

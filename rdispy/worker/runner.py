@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -59,10 +60,17 @@ class Outcome:
     started: float
     ended: float
     error: str = ""  # "Type: message" of the job's exception, for its attempt record
+    etype: str = ""  # the exception's type name
+    traceback: str = ""  # its traceback as text, cut to TRACEBACK_MAX characters
 
 
-def call_chunk(fn: Callable[..., Any], calls: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> Any:
-    """Run a map chunk: returns ``(values, exception payload or None)``; stops at the first error.
+def call_chunk(
+    fn: Callable[..., Any],
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]],
+    failures: list[BaseException] | None = None,
+) -> Any:
+    """Run a map chunk: returns ``(values, exception payload or None)``; stops at the first error
+    (appended to ``failures``, for the attempt record).
 
     The values before a failing item still reach the client, which yields them before raising.
     """
@@ -71,6 +79,8 @@ def call_chunk(fn: Callable[..., Any], calls: list[tuple[tuple[Any, ...], dict[s
         try:
             values.append(fn(*args, **kwargs))
         except Exception as exc:
+            if failures is not None:
+                failures.append(exc)
             return values, serialization.dump_exception(exc)
     return values, None
 
@@ -108,11 +118,71 @@ def run(
         if memory_limited and isinstance(exc, MemoryError):
             raise
         kind, payload = "exc", serialization.dump_exception(exc, job_id)
-        return Outcome(kind, payload, out.text(), err.text(), started, time.time(), error_text(exc))
+        return failed(kind, payload, out.text(), err.text(), started, time.time(), exc, skip=1)
     return Outcome(kind, payload, out.text(), err.text(), started, time.time())
 
 
+#: Characters kept of a failed job's exception message, and of its traceback (the monitor's).
+MESSAGE_MAX = 500
+TRACEBACK_MAX = 8192
+
+
+def failed(
+    kind: str,
+    payload: bytes,
+    stdout: str,
+    stderr: str,
+    started: float,
+    ended: float,
+    exc: BaseException,
+    skip: int = 0,
+) -> Outcome:
+    """The outcome of a job that raised ``exc``: its type, message and traceback as text (the
+    ``skip`` innermost-first frames of rdispy's own left out), for its attempt record."""
+    return Outcome(
+        kind,
+        payload,
+        stdout,
+        stderr,
+        started,
+        ended,
+        error_text(exc),
+        type(exc).__qualname__,
+        traceback_text(exc, skip),
+    )
+
+
+def note_failure(outcome: Outcome, exc: BaseException) -> None:
+    """Record in a map chunk's outcome (kind "ok": its values reach the client) the exception
+    that stopped it, for its attempt record."""
+    outcome.error, outcome.etype = error_text(exc), type(exc).__qualname__
+    outcome.traceback = traceback_text(exc, 1)
+
+
 def error_text(exc: BaseException) -> str:
-    """``Type: message`` of an exception, cut to a few hundred characters."""
-    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
+    """``Type: message`` of an exception, its message cut to MESSAGE_MAX characters."""
+    try:
+        message = str(exc)
+    except Exception:  # a job's exception whose __str__ fails is still reported
+        message = "<unprintable>"
+    if len(message) > MESSAGE_MAX:
+        message = message[: MESSAGE_MAX - 3] + "..."
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def traceback_text(exc: BaseException, skip: int = 0) -> str:
+    """``exc``'s traceback as Python prints it, without the first ``skip`` frames (the runner's
+    call of the job), cut in the middle to TRACEBACK_MAX characters."""
+    tb = exc.__traceback__
+    for _ in range(skip):
+        if tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+    try:
+        text = "".join(traceback.format_exception(type(exc), exc, tb))
+    except Exception:  # formatting must never fail a job's result
+        return ""
+    if len(text) <= TRACEBACK_MAX:
+        return text
+    head, tail = TRACEBACK_MAX // 4, TRACEBACK_MAX * 3 // 4 - 60
+    cut = len(text) - head - tail
+    return f"{text[:head]}\n[rdispy: {cut} characters of the traceback cut]\n{text[-tail:]}"

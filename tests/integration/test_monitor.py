@@ -121,6 +121,7 @@ def test_status_job_shows_both_attempts_of_a_retried_job(
         assert attempt["node"] == "beta" and attempt["pid"] > 0 and attempt["incarnation"]
         assert attempt["start"] <= attempt["end"]
     assert first["pid"] != second["pid"]  # the crashed consumer was replaced
+    assert first["fn"] == second["fn"] == job["function"] == f"{__name__}.crash_once"
     assert second["rss_kib"] > 0
     text = status(redis_url, cluster, "--job", future.job_id).stdout
     assert "node-local wall time" in text and "crashed" in text and "ok" in text
@@ -145,10 +146,18 @@ def test_monitor_api_serves_nodes_jobs_throughput_and_metrics(
         assert {j["id"] for j in listing["running"]} == {f.job_id for f in running}
         assert all(j["node"] == "gamma" for j in listing["running"])
         assert [j["id"] for j in listing["queued"]] == [queued.job_id]
+        assert {j["function"] for j in listing["running"] + listing["queued"]} == {"time.sleep"}
         code, nodes = http(base + "api/nodes")
         assert code == 200 and nodes["nodes"][0]["name"] == "gamma"
         code, detail = http(base + f"api/jobs/{queued.job_id}")
-        assert code == 200 and detail["state"] == "queued"
+        assert code == 200 and detail["state"] == "queued" and detail["function"] == "time.sleep"
+        code, detail = http(base + f"api/jobs/{running[0].job_id}")
+        assert detail["state"] == "running" and detail["function"] == "time.sleep"
+        assert detail["started"] <= time.time() and detail["ended"] is None
+        assert [j["id"] for j in http(base + "api/jobs?state=queued")[1]["queued"]] == [
+            queued.job_id
+        ]
+        assert http(base + "api/jobs?state=running&function=abs")[1]["running"] == []
         code, page = http(base)
         assert code == 200 and "<title>rdispy monitor</title>" in page
         code, text = http(base + "metrics")
@@ -290,3 +299,129 @@ def test_actions_on_a_cluster_with_a_secret_are_signed(redis_url, cluster, start
     finally:
         keyless.stop()
         signed.stop()
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def greet(name: str) -> str:
+    return f"hello {name}"
+
+
+def explode() -> None:
+    raise ValueError("boom")
+
+
+def test_monitor_api_names_functions_shows_the_failure_and_filters(
+    redis_url, cluster, start_worker, monitor
+):
+    start_worker(redis_url, 2, "eta")
+    base = monitor.url
+    with executor(redis_url, cluster=cluster) as ex:
+        assert [f.result(30) for f in [ex.submit(square, i) for i in range(4)]] == [0, 1, 4, 9]
+        assert [f.result(30) for f in [ex.submit(greet, n) for n in "ab"]] == ["hello a", "hello b"]
+        failing = ex.submit(explode)
+        with pytest.raises(ValueError, match="boom"):
+            failing.result(30)
+        client_id = ex.client_id
+
+    square_name, greet_name = f"{__name__}.square", f"{__name__}.greet"
+    explode_name = f"{__name__}.explode"
+    code, listing = http(base + "api/jobs?limit=100")
+    assert code == 200
+    recent = {j["id"]: j for j in listing["recent"]}
+    assert len(recent) == 7
+    names = sorted(j["function"] for j in recent.values())
+    assert names == sorted([square_name] * 4 + [greet_name] * 2 + [explode_name])
+    failed = recent[failing.job_id]
+    assert failed["state"] == "failed" and failed["node"] == "eta"
+    assert failed["exception"] == {"type": "ValueError", "message": "boom"}
+    assert failed["duration"] is not None and failed["duration"] >= 0
+    assert all(j["exception"] is None for j in recent.values() if j["id"] != failing.job_id)
+
+    code, detail = http(base + f"api/jobs/{failing.job_id}")
+    assert code == 200 and detail["state"] == "failed" and detail["function"] == explode_name
+    assert detail["client"] == client_id and detail["node"] == "eta"
+    exc = detail["exception"]
+    assert exc["type"] == "ValueError" and exc["message"] == "boom"
+    assert exc["traceback"].startswith("Traceback (most recent call last):")
+    assert 'raise ValueError("boom")' in exc["traceback"] and "in explode" in exc["traceback"]
+    assert exc["traceback"].rstrip().endswith("ValueError: boom")
+    assert "runner.py" not in exc["traceback"]  # rdispy's own frame is left out
+    assert detail["started"] <= detail["ended"]
+    code, ok_detail = http(base + f"api/jobs/{next(i for i in recent if i != failing.job_id)}")
+    assert ok_detail["state"] == "finished" and ok_detail["exception"] is None
+
+    def ids(query: str) -> set[str]:
+        code, body = http(base + "api/jobs?limit=100&" + query)
+        assert code == 200, body
+        return {j["id"] for group in ("running", "queued", "recent") for j in body[group]}
+
+    assert ids("state=failed") == {failing.job_id}
+    assert ids("state=finished") == set(recent) - {failing.job_id}
+    assert ids(f"function={greet_name}") == {
+        i for i, j in recent.items() if j["function"] == greet_name
+    }
+    assert ids("node=eta") == set(recent) and ids("node=elsewhere") == set()
+    assert ids(f"client={client_id}") == set(recent) and ids("client=someone-else") == set()
+    assert ids(f"q={failing.job_id}") == {failing.job_id}
+    assert ids(f"q={client_id[:6]}") == set(recent)  # a prefix of the ids
+    assert ids(f"state=failed&function={square_name}") == set()
+    code, reply = http(base + "api/jobs?state=bogus")
+    assert code == 400 and "unknown state" in reply["error"]
+
+    code, summary = http(base + "api/functions")
+    assert code == 200
+    by_name = {f["function"]: f for f in summary["functions"]}
+    assert set(by_name) == {square_name, greet_name, explode_name}
+    assert (by_name[square_name]["attempts"], by_name[square_name]["failed"]) == (4, 0)
+    assert (by_name[greet_name]["attempts"], by_name[greet_name]["finished"]) == (2, 2)
+    assert (by_name[explode_name]["attempts"], by_name[explode_name]["failed"]) == (1, 1)
+    for item in by_name.values():
+        assert 0 <= item["mean"] <= item["p95"] <= item["max"] < 30
+    assert summary["window"]["attempts"] == 7 and summary["window"]["source"] == "recent"
+    assert summary["nodes"] == ["eta"] and summary["clients"] == [client_id]
+
+
+def fail_on_three(x: int) -> int:
+    if x == 3:
+        raise KeyError("three")
+    return x
+
+
+def test_a_map_chunk_whose_item_raised_is_a_failed_job_with_its_traceback(
+    redis_url, cluster, start_worker, monitor
+):
+    start_worker(redis_url, 1, "iota")
+    with executor(redis_url, cluster=cluster) as ex:
+        assert list(ex.map(fail_on_three, range(3), chunksize=3)) == [0, 1, 2]
+        with pytest.raises(KeyError, match="three"):
+            list(ex.map(fail_on_three, range(5), chunksize=5))
+    code, listing = http(monitor.url + "api/jobs?state=failed")
+    (failed,) = listing["recent"]
+    assert failed["function"] == f"{__name__}.fail_on_three"
+    assert failed["exception"] == {"type": "KeyError", "message": "'three'"}
+    detail = http(monitor.url + f"api/jobs/{failed['id']}")[1]
+    assert detail["state"] == "failed" and "in fail_on_three" in detail["exception"]["traceback"]
+    assert "runner.py" not in detail["exception"]["traceback"]
+    code, summary = http(monitor.url + "api/functions")
+    (item,) = summary["functions"]
+    assert (item["attempts"], item["finished"], item["failed"]) == (2, 1, 1)
+
+
+def test_monitor_names_a_program_job_by_its_program_and_arguments(
+    redis_url, cluster, start_worker, monitor, tmp_path
+):
+    import rdispy as dispy
+
+    start_worker(redis_url, 1, "theta")
+    program = tmp_path / "count.py"
+    program.write_text("import sys\nsys.exit(len(sys.argv) - 1)\n")
+    with dispy.JobCluster(str(program), redis_url=redis_url, cluster=cluster) as c:
+        job = c.submit("one", "two words")
+        assert job() == 2
+    code, listing = http(monitor.url + "api/jobs")
+    (ended,) = [j for j in listing["recent"] if j["id"] == job._future.job_id]
+    assert ended["function"] == "count.py" and ended["args"] == "one 'two words'"
+    assert ended["state"] == "finished"

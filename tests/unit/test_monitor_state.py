@@ -234,3 +234,179 @@ def test_consumer_attempt_template_renders_valid_json(job_id):
     failed = json.loads(template.render(job_id, 1.0, 1.0, False, 'ValueError: "bad"\n', None))
     assert failed["outcome"] == "exception" and failed["error"] == 'ValueError: "bad"\n'
     assert "rss_kib" not in failed
+
+
+def _ended(fake, keys: Keys, job_id: str, fn: str, outcome: str = "ok", **more) -> None:
+    """An attempt in the recent stream, as a consumer's publish writes it."""
+    attempt = {"id": job_id, "node": more.pop("node", "n1"), "fn": fn, "outcome": outcome}
+    attempt.update(more)
+    fake.xadd(keys.recent, {"a": attempts.encode(attempt)})
+
+
+@pytest.fixture
+def ended(fake):
+    """Ten attempts of two clients' jobs of three functions, one of them failed, one lost."""
+    keys = Keys("filters")
+    for i in range(1, 6):  # durations 0.1 .. 0.5 s
+        _ended(fake, keys, f"ca-{i}", "m.square", start=100.0, end=100.0 + i / 10)
+    _ended(fake, keys, "ca-6", "m.greet", start=1.0, end=1.5, node="n2")
+    _ended(fake, keys, "cb-1", "m.greet", start=1.0, end=3.0, node="n2")
+    _ended(
+        fake, keys, "cb-2", "m.explode", "exception", start=5.0, end=5.25,
+        error="ValueError: boom", etype="ValueError",
+    )  # fmt: skip
+    _ended(fake, keys, "cb-3", "m.explode", "crashed", start=6.0, end=7.0, error="exit code 3")
+    _ended(fake, keys, "cb-4", "m.square", "cancelled", start=8.0, end=9.0)
+    fake.xadd(keys.recent, {"a": attempts.encode({"id": "cb-5", "fn": "m.square",
+              "outcome": "ok", "start": 1.0, "end": 99.0}), "d": "1"})  # fmt: skip
+    return keys
+
+
+def _ids(fake, keys: Keys, limit: int = 50, **wanted: str) -> list[str]:
+    jobs = state.read_jobs(fake, keys, limit, wanted=state.JobFilter(**wanted))
+    return [j.id for j in jobs["running"] + jobs["queued"] + jobs["recent"]]
+
+
+def test_ended_jobs_carry_their_function_timings_and_exception(fake, ended):
+    jobs = state.read_jobs(fake, ended, 50, wanted=state.JobFilter(state="failed"))
+    assert jobs["running"] == [] and jobs["queued"] == []
+    (failed,) = jobs["recent"]
+    assert (failed.id, failed.client, failed.function) == ("cb-2", "cb", "m.explode")
+    assert failed.exception == {"type": "ValueError", "message": "boom"}
+    assert (failed.started, failed.ended, failed.duration) == (5.0, 5.25, 0.25)
+    json.dumps(failed.to_dict())
+
+
+def test_job_filters_by_state_node_client_function_and_id(fake, ended):
+    finished = ["cb-1", "ca-6", "ca-5", "ca-4", "ca-3", "ca-2", "ca-1"]
+    assert _ids(fake, ended, state="finished") == finished
+    assert _ids(fake, ended, state="lost") == ["cb-3"]
+    assert _ids(fake, ended, state="cancelled") == ["cb-4"]
+    assert _ids(fake, ended, state="dropped") == ["cb-5"]
+    assert _ids(fake, ended, node="n2") == ["cb-1", "ca-6"]
+    assert _ids(fake, ended, client="cb", state="finished") == ["cb-1"]
+    assert _ids(fake, ended, function="m.greet") == ["cb-1", "ca-6"]
+    assert _ids(fake, ended, function="m.greet", node="n1") == []
+    assert _ids(fake, ended, search="ca-") == ["ca-6", "ca-5", "ca-4", "ca-3", "ca-2", "ca-1"]
+    assert _ids(fake, ended, search="-3", state="finished") == ["ca-3"]
+    assert _ids(fake, ended, 2, function="m.square") == ["cb-5", "cb-4"]  # the newest two
+
+
+def test_filter_looks_past_the_newest_page_of_the_recent_stream(fake, monkeypatch):
+    keys = Keys("paged")
+    _ended(fake, keys, "old-1", "m.rare")
+    for i in range(30):
+        _ended(fake, keys, f"new-{i}", "m.common")
+    monkeypatch.setattr(state, "_RECENT_PAGE", 7)
+    assert _ids(fake, keys, function="m.rare") == ["old-1"]
+    assert len(_ids(fake, keys, 12, function="m.common")) == 12
+
+
+def test_filter_matches_running_and_queued_jobs_on_their_entry_fields():
+    running = state.JobState(id="c1-3", client="c1", state="running", node="n1", function="f")
+    queued = state.JobState(id="c2-9", client="c2", state="queued", function="prog.sh")
+    assert state.JobFilter(state="running").matches(running)
+    assert not state.JobFilter(state="running").matches(queued)
+    assert state.JobFilter(function="prog.sh", client="c2").matches(queued)
+    assert not state.JobFilter(node="n1").matches(queued)
+    assert state.JobFilter(search="c1-").matches(running) and not state.JobFilter()
+    assert state.JobFilter(state="lost").matches(state.JobState("x-1", "x", "lost (crashed)"))
+    assert state.JobFilter(state="finished").wants("finished", "failed")
+    assert not state.JobFilter(state="running").wants("finished")
+
+
+def test_function_summary_counts_failures_and_run_times(fake, ended):
+    summary = state.summarize(fake, ended)
+    by_name = {f["function"]: f for f in summary["functions"]}
+    assert [f["function"] for f in summary["functions"]] == ["m.square", "m.explode", "m.greet"]
+    square = by_name["m.square"]
+    assert (square["attempts"], square["finished"], square["failed"], square["cancelled"]) == (
+        6, 5, 0, 1
+    )  # fmt: skip
+    assert square["timed"] == 6  # the dropped attempt (99 s) is left out
+    assert square["mean"] == pytest.approx((0.1 + 0.2 + 0.3 + 0.4 + 0.5 + 1.0) / 6)
+    assert square["p95"] == pytest.approx(1.0) and square["max"] == pytest.approx(1.0)
+    explode = by_name["m.explode"]
+    assert (explode["attempts"], explode["finished"], explode["failed"]) == (2, 0, 2)
+    greet = by_name["m.greet"]
+    assert (greet["mean"], greet["p95"], greet["max"]) == (1.25, 2.0, 2.0)
+    assert summary["window"]["attempts"] == 10 and summary["window"]["kept"] == 1000
+    assert summary["window"]["since"] is not None
+    assert summary["nodes"] == ["n1", "n2"] and summary["clients"] == ["ca", "cb"]
+    json.dumps(summary)
+    assert state.summarize(fake, Keys("empty"))["functions"] == []
+
+
+def test_percentile_is_the_nearest_rank():
+    values = [float(v) for v in range(1, 101)]
+    assert state._percentile(values, 0.95) == 95.0
+    assert state._percentile([3.0], 0.95) == 3.0
+    assert state._percentile([1.0, 2.0], 0.95) == 2.0
+
+
+def test_job_detail_has_the_exception_with_its_traceback(fake):
+    keys = Keys("detail")
+    tb = 'Traceback (most recent call last):\n  File "m.py", line 2, in explode\nValueError: boom\n'
+    hr = {"id": "c-1", "node": "n1", "fn": "m.explode", "outcome": "exception", "start": 1.0,
+          "end": 2.0, "error": "ValueError: boom", "etype": "ValueError"}  # fmt: skip
+    fake.hset(keys.job("c-1"), mapping={"st": "done", "hr": attempts.encode(hr), "tb": tb})
+    job = state.read_job(fake, keys, "c-1")
+    assert (job.state, job.function, job.node, job.duration) == ("failed", "m.explode", "n1", 1.0)
+    assert job.exception == {"type": "ValueError", "message": "boom", "traceback": tb}
+    rendered = text.render_job(job)
+    assert "function: m.explode" in rendered and "exception: ValueError: boom" in rendered
+    assert rendered.endswith("in explode\nValueError: boom")
+
+
+@pytest.mark.parametrize(
+    ("attempt", "expected"),
+    [
+        ({"outcome": "ok"}, None),
+        ({"outcome": "crashed", "error": "exit code 3"}, None),
+        ({"outcome": "exception", "error": "KeyError: 'k'", "etype": "KeyError"},
+         {"type": "KeyError", "message": "'k'"}),
+        ({"outcome": "exception", "error": "StopIteration", "etype": "StopIteration"},
+         {"type": "StopIteration", "message": ""}),
+        ({"outcome": "exception", "error": "OSError: gone: really"},  # an older node's record
+         {"type": "OSError", "message": "gone: really"}),
+    ],
+)  # fmt: skip
+def test_exception_of_an_attempt(attempt, expected):
+    assert state.exception_of(attempt) == expected
+
+
+def test_consumer_attempt_template_adds_function_type_and_arguments():
+    template = attempts.Template({"node": "n1"})
+    failed = json.loads(
+        template.render("c-2", 1.0, 2.0, False, "ValueError: boom", None, b"m.<lambda>",
+                        "ValueError", b"a 'b c'")
+    )  # fmt: skip
+    assert failed["fn"] == "m.<lambda>" and failed["etype"] == "ValueError"
+    assert failed["args"] == "a 'b c'" and failed["error"] == "ValueError: boom"
+    ok = json.loads(template.render("c-3", 1.0, 2.0, True, "", None, b"m.<lambda>", "ignored"))
+    assert ok["fn"] == "m.<lambda>" and "etype" not in ok and "args" not in ok
+    odd = json.loads(template.render("c-4", 1.0, 2.0, True, "", None, b'we"ird\\'))
+    assert odd["fn"] == 'we"ird\\'
+
+
+def _deep(n: int, size: int = 2000) -> None:
+    if n:
+        _deep(n - 1, size)
+    raise KeyError("k" * size)
+
+
+def test_a_failed_job_outcome_carries_type_message_and_traceback():
+    from rdispy.worker import runner
+
+    outcome = runner.run(_deep, (3,), {}, "c-1")
+    assert outcome.kind == "exc" and outcome.etype == "KeyError"
+    assert outcome.error.startswith("KeyError: 'kkk") and outcome.error.endswith("...")
+    assert len(outcome.error) == len("KeyError: ") + runner.MESSAGE_MAX
+    assert outcome.traceback.startswith("Traceback (most recent call last):")
+    assert "runner.py" not in outcome.traceback and outcome.traceback.count("in _deep") == 4
+    long = runner.run(_deep, (2, 20_000), {}, "c-2")
+    assert len(long.traceback) <= runner.TRACEBACK_MAX
+    assert "characters of the traceback cut" in long.traceback
+    assert long.traceback.startswith("Traceback") and long.traceback.endswith("kkk'\n")
+    ok = runner.run(abs, (-1,), {}, "c-3")
+    assert (ok.kind, ok.etype, ok.traceback, ok.error) == ("ok", "", "", "")

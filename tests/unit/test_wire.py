@@ -58,3 +58,40 @@ def test_size_limit_names_the_job_and_the_sizes():
 def test_blob_digest_is_the_content_address():
     assert wire.blob_digest(b"abc") == wire.blob_digest(b"abc") != wire.blob_digest(b"abd")
     assert len(wire.blob_digest(b"")) == 64
+
+
+def _plain() -> None:
+    pass
+
+
+class _Holder:
+    def method(self) -> None:
+        pass
+
+
+def test_function_label_is_the_qualified_name():
+    import functools
+    import time
+
+    assert wire.function_label(abs) == b"abs"
+    assert wire.function_label(time.sleep) == b"time.sleep"
+    assert wire.function_label(_plain) == f"{__name__}._plain".encode()
+    assert wire.function_label(_Holder().method) == f"{__name__}._Holder.method".encode()
+    assert wire.function_label(functools.partial(_plain)) == f"{__name__}._plain".encode()
+    assert wire.function_label(lambda: 0).endswith(b"<lambda>")
+    long_name = type("X" * 300, (), {"__call__": lambda self: 0})()
+    label = wire.function_label(long_name)
+    assert len(label) == wire.LABEL_MAX and label.endswith(b"...")
+
+
+def test_program_arguments_read_as_a_shell_line():
+    assert wire.program_label("prog.sh") == b"prog.sh"
+    assert wire.program_arguments((1, "two words", "")) == b"1 'two words' ''"
+    assert len(wire.program_arguments(("x" * 500,))) == wire.LABEL_MAX
+
+
+def test_a_job_entry_with_labels_is_valid():
+    fields = wire.encode(
+        {"id": "c-1", "c": "c", "fn": "0" * 64, "k": "call", "p": b"x", "fq": b"m.f", "fa": b"a"}
+    )
+    wire.validate_job(fields)
