@@ -16,8 +16,8 @@ import time
 import rdispy
 from rdispy.connection import connect
 from rdispy.keys import Keys
+from rdispy.nodes import live_nodes
 from rdispy.wire import Signer
-from rdispy.worker.node import live_nodes
 
 
 def compute(n: int) -> tuple[int, str]:

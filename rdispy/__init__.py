@@ -38,23 +38,23 @@ from rdispy.errors import (
     SignatureError,
     WorkerCrashed,
 )
+from rdispy.job_context import provisional_result, send_file
 from rdispy.progress import progress  # the function; the module stays rdispy.progress in imports
-from rdispy.worker.context import provisional_result, send_file
 
 #: dispy's names for the same functions, so `import rdispy as dispy` programs run unchanged.
 dispy_provisional_result = provisional_result
 dispy_send_file = send_file
 
 if TYPE_CHECKING:
+    from rdispy.avail import DispyNodeAvailInfo
     from rdispy.client.cluster import JobCluster, SharedJobCluster
     from rdispy.client.dispy_job import DispyJob, DispyNode
     from rdispy.client.dispy_logger import logger
     from rdispy.client.executor import Executor
     from rdispy.client.future import RemoteFuture, updates
     from rdispy.client.recover import recover
+    from rdispy.programs import ProgramRun
     from rdispy.scheduler.placement import NodeAllocate
-    from rdispy.worker.avail import DispyNodeAvailInfo
-    from rdispy.worker.programs import ProgramRun
 
 __all__ = [
     "BrokerError",
@@ -111,9 +111,9 @@ _LAZY = {
     "NodeAllocate": "rdispy.scheduler.placement",
     "DispyJob": "rdispy.client.dispy_job",
     "DispyNode": "rdispy.client.dispy_job",
-    "DispyNodeAvailInfo": "rdispy.worker.avail",
+    "DispyNodeAvailInfo": "rdispy.avail",
     "logger": "rdispy.client.dispy_logger",
-    "ProgramRun": "rdispy.worker.programs",
+    "ProgramRun": "rdispy.programs",
 }
 
 

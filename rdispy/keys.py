@@ -68,6 +68,14 @@ class Keys:
         """A node's own job stream: jobs placed on it, read before the shared stream."""
         return f"{self.base}:node:{node}:jobs"
 
+    def node_of_jobs(self, stream: str) -> str | None:
+        """The node whose own job stream ``stream`` is (``node_jobs`` read back), or None when
+        it is another key."""
+        head, tail = f"{self.base}:node:", ":jobs"
+        if stream.startswith(head) and stream.endswith(tail) and len(stream) > len(head + tail):
+            return stream[len(head) : -len(tail)]
+        return None
+
     def fair_queue(self, client_id: str) -> str:
         """A SharedJobCluster client's own queue, moved round-robin into ``jobs``."""
         return f"{self.base}:queue:{client_id}"

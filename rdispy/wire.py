@@ -42,7 +42,7 @@ import shlex
 import time
 from collections.abc import Mapping
 
-from rdispy.errors import PayloadTooLarge, ProtocolError, SignatureError
+from rdispy.errors import JobError, PayloadTooLarge, ProtocolError, SignatureError
 
 VERSION = b"1"
 
@@ -252,6 +252,21 @@ _NAME = re.compile(rb"[\x21-\x7e]{1,200}")
 def is_file_name(value: bytes) -> bool:
     """A plain file name the wire may carry: no separator, not '.' or '..'."""
     return _FILE_NAME.fullmatch(value) is not None and value not in (b".", b"..")
+
+
+def check_file_name(name: str, job_id: str | None = None) -> str:
+    """A dependency's name must be a plain base name: no folders, no '..', no NUL, not too long.
+
+    A client checks the names it ships (``depends``, a program, a session) and a node checks
+    them again before writing: nothing a client sends can write outside a session folder."""
+    if (
+        not name
+        or name in (".", "..")
+        or any(c in name for c in "/\\\x00")
+        or len(name.encode()) > 255
+    ):
+        raise JobError(f"refused dependency name {name[:80]!r}: only plain file names", job_id)
+    return name
 
 
 def _is_digest(value: bytes) -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 
 from rdispy.client.dispy_job import DispyJob
 from rdispy.errors import ConfigError, JobTimeout
-from rdispy.worker.programs import CreatedFile, ProgramRun
+from rdispy.programs import CreatedFile, ProgramRun
 
 log = logging.getLogger(__name__)
 

@@ -267,7 +267,7 @@ def _check_redis(url: str, cluster: str, timeout: float, placed: bool) -> None:
     """Fail now, in one line, when Redis is not there; warn when no node serves the cluster."""
     from rdispy import connection
     from rdispy.keys import Keys
-    from rdispy.worker.node import live_nodes
+    from rdispy.nodes import live_nodes
 
     client = connection.connect(url)
     quiet = logging.getLogger(connection.__name__)

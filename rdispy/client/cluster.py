@@ -10,7 +10,6 @@ and files.  Status callbacks run in one thread per cluster, in the order of each
 
 from __future__ import annotations
 
-import collections
 import inspect
 import itertools
 import logging
@@ -25,20 +24,20 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from rdispy import defaults, serialization, wire
+from rdispy import avail, defaults, serialization, wire
 from rdispy.client.dispatcher import Dispatcher
 from rdispy.client.dispy_job import ClusterStatus, DispyJob, DispyNode, exception_text
 from rdispy.client.future import RemoteFuture
 from rdispy.client.local_cluster import LocalCluster
+from rdispy.client.placing import NodeCaps, NodeLoads
 from rdispy.errors import ConfigError, JobTerminated, NodeLost, NoNodesError, WorkerCrashed
 from rdispy.keys import Keys
+from rdispy.nodes import live_nodes
+from rdispy.programs import run_program, run_program_collect
 from rdispy.progress import Progress
 from rdispy.scheduler import fair, placement
 from rdispy.scheduler.placement import NodeLoad
-from rdispy.worker import avail
-from rdispy.worker.node import live_nodes
-from rdispy.worker.programs import run_program, run_program_collect
-from rdispy.worker.workspace import check_file_name
+from rdispy.wire import check_file_name
 
 log = logging.getLogger(__name__)
 
@@ -103,19 +102,14 @@ class JobCluster:
         self.node_wait = node_wait
         self._selectors: list[Any] | None = list(nodes) if nodes else None
         self._excluded: list[Any] = []  # deallocated nodes
-        self._caps: dict[str, int] = {}  # set_node_cpus: most jobs of ours at once per node
-        self._outstanding: dict[str, int] = {}  # jobs of ours placed per node, not yet ended
-        self._held: collections.deque[DispyJob] = collections.deque()  # waiting for room
-        self._held_lock = threading.RLock()
+        self._caps: NodeCaps[DispyJob] = NodeCaps()  # set_node_cpus, and the jobs it holds
         self._known_nodes: dict[str, DispyNode] = {}  # for cluster_status node events
         self._watch_lock = threading.Lock()  # the listener thread and discover_nodes
-        self._loads: tuple[float, list[NodeLoad]] = (0.0, [])
         # NodeAllocate.allocate asked once per (selector, node) until resetup_node: the cores it
         # allows there, and the header fields (its depends, setup_args) of jobs placed there
         self._allocations: dict[tuple[int, str], int] = {}
         self._node_fields: dict[str, dict[str, object]] = {}  # node -> "dp", "sa"
         self._node_depends: dict[str, list[Any]] = {}
-        self._placed: dict[str, int] = {}  # jobs placed per node since the last load snapshot
         self._program = ""
         self._collect_files = collect_files
         self.session = uuid.uuid4().hex[:16]
@@ -174,6 +168,9 @@ class JobCluster:
             alive=self._local.alive if self._local else None,
             dest_path=dest_path,
             fair=self._fair,
+        )
+        self._loads = NodeLoads(
+            self._dispatcher.client, self._dispatcher.keys, self._dispatcher.signer
         )
         if self._local is not None:
             self._await_local_node()
@@ -312,13 +309,12 @@ class JobCluster:
         job._timeout = timeout
         job._cpus = cpus
         selectors = selectors or self._selectors
-        if selectors is None and (self._excluded or self._caps or cpus > 1):
+        if selectors is None and (self._excluded or self._caps.caps or cpus > 1):
             selectors = ["*"]
         job._selectors, job._pinned = selectors, pinned
         self._pending.add(job)
-        if selectors and self._caps and self._all_full(selectors):
-            with self._held_lock:
-                self._held.append(job)  # every eligible node is at this cluster's cap: wait
+        if selectors and self._caps.caps and self._all_full(selectors):
+            self._caps.hold(job)  # every eligible node is at this cluster's cap: wait
             return job
         try:
             self._send(job)
@@ -340,7 +336,7 @@ class JobCluster:
                 header["cp"] = job._cpus
             if job._selectors:
                 header["nd"] = job._placed_on = self._place(job._selectors, need=job._cpus)
-                self._outstanding[job._placed_on] = self._outstanding.get(job._placed_on, 0) + 1
+                self._caps.placed(job._placed_on)
                 header.update(self._node_fields.get(job._placed_on, {}))
             if job._depends:
                 node_depends = self._node_depends.get(job._placed_on or "", [])
@@ -357,52 +353,25 @@ class JobCluster:
         """Run at most ``cpus`` of this cluster's jobs at once on ``node`` (0 or less: no jobs
         there); the rest wait in this client.  Returns ``cpus``."""
         name = node.name if isinstance(node, DispyNode) else str(node)
-        self._caps[name] = cpus
+        self._caps.set(name, cpus)
         self._release_held()
         return cpus
 
     def _all_full(self, selectors: list[Any]) -> bool:
         """Eligible nodes exist and every one is at this cluster's cap (else: send or fail)."""
-        eligible = placement.eligible(self._node_loads(), selectors, self, self._allowance)
-        return bool(eligible) and not any(self._under_cap(n.name) for n in eligible)
-
-    def _under_cap(self, name: str) -> bool:
-        cap = self._caps.get(name)
-        return cap is None or self._outstanding.get(name, 0) < cap
+        return self._caps.all_full(
+            placement.eligible(self._node_loads(), selectors, self, self._allowance)
+        )
 
     def _release_held(self) -> None:
         """Send held jobs, in order, while some eligible node has room under its cap."""
-        with self._held_lock:
-            while self._held and not self._all_full(self._held[0]._selectors or ["*"]):
-                self._send(self._held.popleft())
+        self._caps.release(lambda job: self._all_full(job._selectors or ["*"]), self._send)
 
     # -- placement -------------------------------------------------------------------------------
 
     def _node_loads(self) -> list[NodeLoad]:
         """Live nodes and their load, refreshed at most every 0.25 s."""
-        taken, loads = self._loads
-        if time.monotonic() - taken < 0.25:
-            return loads
-        records = live_nodes(
-            self._dispatcher.client, self._dispatcher.keys, self._dispatcher.signer
-        )
-        pipe = self._dispatcher.client.pipeline(transaction=False)
-        for rec in records:
-            pipe.xlen(self._dispatcher.keys.node_jobs(rec["name"]))
-        loads = [
-            NodeLoad(
-                rec["name"],
-                rec.get("ip", ""),
-                int(rec.get("cpus", 1)),
-                int(rec.get("busy", 0)),
-                int(queued),
-                rec.get("platform", ""),
-                avail.from_record(rec),
-            )
-            for rec, queued in zip(records, pipe.execute(), strict=True)
-        ]
-        self._loads, self._placed = (time.monotonic(), loads), {}
-        return loads
+        return self._loads.current()
 
     def _allowance(self, selector: Any, node: NodeLoad) -> int:
         """The cores ``selector`` lets this cluster use on ``node``.  A NodeAllocate's
@@ -443,24 +412,16 @@ class JobCluster:
         deadline = time.monotonic() + (self.node_wait if wait else 0.0)
         while True:
             loads = [
-                NodeLoad(
-                    n.name,
-                    n.ip,
-                    n.cpus,
-                    n.busy,
-                    n.queued + self._placed.get(n.name, 0),
-                    n.platform,
-                    n.avail,
-                )
+                self._loads.with_placed(n)
                 for n in self._node_loads()
                 if n.name != exclude
                 and n.cpus >= need
                 and not any(placement.matches(n, x) for x in self._excluded)
-                and self._under_cap(n.name)
+                and self._caps.under(n.name)
             ]
             best = placement.choose(placement.eligible(loads, selectors, self, self._allowance))
             if best is not None:
-                self._placed[best.name] = self._placed.get(best.name, 0) + 1
+                self._loads.note_placed(best.name)
                 return best.name
             if time.monotonic() >= deadline:
                 cores = f" with {need} cores" if need > 1 else ""
@@ -481,8 +442,8 @@ class JobCluster:
             future: RemoteFuture | None = job._future
             if future is None or future.done() or job.start_time is not None:
                 continue
-            node = future.stream.rsplit(":", 2)[-2]
-            if node in live:
+            node = self._dispatcher.keys.node_of_jobs(future.stream)
+            if node is None or node in live:
                 continue
             if job._pinned:
                 if self._dispatcher.cancel_remote(future):
@@ -559,8 +520,8 @@ class JobCluster:
         if job is None:
             return
         if job._placed_on is not None:
-            self._outstanding[job._placed_on] -= 1
-            if self._held:
+            self._caps.ended(job._placed_on)
+            if self._caps.held:
                 self._release_held()
         job.start_time = future.start_time or job.start_time
         job.end_time = future.end_time or time.time()
@@ -624,9 +585,8 @@ class JobCluster:
     def cancel(self, job: DispyJob) -> int:
         """Cancel a job: a queued one never runs (Cancelled); a running one is stopped on its node
         (Terminated).  Returns 0, or -1 if it had already ended."""
-        with self._held_lock:
-            if job in self._held:
-                self._held.remove(job)
+        with self._caps.lock:
+            if self._caps.withdraw(job):
                 self._apply(job, DispyJob.Cancelled, None)
                 return 0
         future: RemoteFuture = job._future

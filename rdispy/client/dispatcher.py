@@ -53,7 +53,7 @@ from rdispy.errors import (
 from rdispy.keys import CONSUMER_GROUP, Keys
 from rdispy.link import Link, has_large
 from rdispy.scripts import Scripts
-from rdispy.worker.consumer import ensure_group
+from rdispy.streams import ensure_group
 
 log = logging.getLogger(__name__)
 

@@ -49,8 +49,8 @@ from rdispy.errors import (
 )
 from rdispy.initializer import Initialized
 from rdispy.keys import Keys
+from rdispy.nodes import live_nodes
 from rdispy.progress import Progress
-from rdispy.worker.node import live_nodes
 
 log = logging.getLogger(__name__)
 #: Where what the standard executors log goes (a child of their "concurrent.futures" logger).

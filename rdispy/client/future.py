@@ -25,7 +25,7 @@ from concurrent.futures import Future
 from concurrent.futures._base import PENDING, RUNNING
 from typing import TYPE_CHECKING, Any
 
-from rdispy import defaults
+from rdispy import defaults, job_context
 
 if TYPE_CHECKING:
     from rdispy.client.dispatcher import Dispatcher
@@ -207,8 +207,7 @@ class _Waiters(list[Any]):
 
 def _running_job() -> str | None:
     """The id of the job this process runs now, when it is a consumer (else None)."""
-    context = sys.modules.get("rdispy.worker.context")
-    job = context.current_or_none() if context is not None else None
+    job = job_context.current_or_none()
     return job.job_id if job is not None else None
 
 

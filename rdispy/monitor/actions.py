@@ -22,8 +22,8 @@ from rdispy import defaults, wire
 from rdispy.errors import ActionError
 from rdispy.keys import CONSUMER_GROUP, Keys
 from rdispy.monitor.state import read_job
+from rdispy.nodes import live_nodes
 from rdispy.scripts import Scripts
-from rdispy.worker.node import live_nodes
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ import redis
 
 from rdispy import attempts, stats, wire
 from rdispy.keys import CONSUMER_GROUP, Keys
+from rdispy.nodes import live_nodes
 from rdispy.scripts import Scripts
-from rdispy.worker.node import live_nodes
-from rdispy.worker.recovery import ConsumerName
+from rdispy.streams import ConsumerName
 
 #: Version of the JSON that `rdispy status --json` and the monitor's API return.  It goes up
 #: when a field changes meaning or goes away; new fields may appear without it changing.

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from rdispy import scripts, wire
 from rdispy.errors import RdispyError
 from rdispy.keys import Keys
-from rdispy.worker.node import RELAY_FIELD
+from rdispy.nodes import RELAY_FIELD
 
 Args = Sequence[bytes]
 
@@ -75,7 +75,7 @@ def _script_keys(args: Args) -> list[bytes]:
     return list(args[3 : 3 + count])
 
 
-#: Command -> where its keys are.  Exactly what rdispy/worker/, link.py, node.py, connection.py
+#: Command -> where its keys are.  Exactly what rdispy/worker/, link.py, nodes.py, connection.py
 #: and scripts.py send (plus redis-py's connection handshake); extend it only with them.
 COMMANDS: dict[bytes, Callable[[Args], list[bytes]]] = {
     b"HELLO": _none,

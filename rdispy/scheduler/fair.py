@@ -19,9 +19,9 @@ import redis
 
 from rdispy import connection, defaults
 from rdispy.keys import CONSUMER_GROUP, Keys
+from rdispy.nodes import live_nodes
 from rdispy.scripts import Scripts
-from rdispy.worker.consumer import ensure_group
-from rdispy.worker.node import live_nodes
+from rdispy.streams import ensure_group
 
 log = logging.getLogger(__name__)
 

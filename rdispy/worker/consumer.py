@@ -29,14 +29,24 @@ from typing import Any, NoReturn
 
 import redis
 
-from rdispy import attempts, connection, defaults, handoff, processes, serialization, stats, wire
+from rdispy import (
+    attempts,
+    connection,
+    defaults,
+    handoff,
+    job_context,
+    processes,
+    serialization,
+    stats,
+    wire,
+)
 from rdispy.errors import DeserializationError, JobError, ProtocolError, SignatureError
 from rdispy.keys import CONSUMER_GROUP, Keys
 from rdispy.link import Entry, Link, all_stream_entries, deleted_entries, has_large
+from rdispy.nodes import live_nodes
 from rdispy.scripts import Scripts
-from rdispy.worker import context, dispy_session, runner
-from rdispy.worker.node import live_nodes
-from rdispy.worker.recovery import ConsumerName
+from rdispy.streams import ConsumerName, ensure_group
+from rdispy.worker import dispy_session, runner
 from rdispy.worker.slots import ClosedSessions, Slots
 from rdispy.worker.workspace import Workspace
 
@@ -88,20 +98,6 @@ class ConsumerConfig:
     cpus: int = 1  # the node's cores: jobs that need several hold that many
     memory_limit: int | None = None  # bytes per consumer (RLIMIT_DATA), None for no limit
     workdir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "rdispy-node")
-
-
-def ensure_group(client: redis.Redis, keys: Keys, node: str | None = None) -> None:
-    """Create the shared job stream (and a node's own stream) with their consumer group if
-    they do not exist (idempotent)."""
-    streams = [keys.jobs] if node is None else [keys.jobs, keys.node_jobs(node)]
-    for stream in streams:
-        try:
-            client.xgroup_create(stream, CONSUMER_GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-    if node is not None:
-        client.persist(keys.node_jobs(node))  # it expires only while its node is away
 
 
 class FunctionCache:
@@ -487,8 +483,8 @@ class Consumer:
             }
             with contextlib.suppress(redis.RedisError):  # a progress note, not worth a failure
                 self._emit(results_key, job_id, started, wait=False)
-        context.set_current(
-            context.JobContext(
+        job_context.set_current(
+            job_context.JobContext(
                 job_id,
                 self.config.node,
                 partial(self._job_event, client, job_id),
@@ -509,7 +505,7 @@ class Consumer:
             self._stopped(job_id)
         finally:
             self._in_job = False
-            context.set_current(None)
+            job_context.set_current(None)
             self.slots.finish(self.index)
             self.slots.set_weight(self.index, 0)
         result = wire.result_fields(

@@ -23,8 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rdispy import processes
-from rdispy.worker import context
+from rdispy import job_context, processes
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +71,8 @@ def job_globals(node: str, ip: str, folder: Path) -> dict[str, Any]:
         dispy_node_name=node,
         dispy_node_ip_addr=ip,
         dispy_job_path=str(folder),
-        dispy_provisional_result=context.provisional_result,
-        dispy_send_file=context.send_file,
+        dispy_provisional_result=job_context.provisional_result,
+        dispy_send_file=job_context.send_file,
     )
     return names
 

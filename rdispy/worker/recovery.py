@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -22,10 +21,9 @@ import redis
 from rdispy import attempts, defaults, wire
 from rdispy.keys import CONSUMER_GROUP, Keys
 from rdispy.scripts import Scripts
+from rdispy.streams import ConsumerName
 
 log = logging.getLogger(__name__)
-
-SEPARATOR = "/"
 
 #: Attempt outcome of each cause of a lost attempt (see rdispy.attempts).
 _OUTCOMES = {
@@ -35,25 +33,6 @@ _OUTCOMES = {
     "cancel": "cancelled",
     "memory": "out of memory",
 }
-
-
-@dataclass(frozen=True)
-class ConsumerName:
-    node: str
-    incarnation: str
-    slot: int
-    nonce: str
-
-    def __str__(self) -> str:
-        return SEPARATOR.join((self.node, self.incarnation, str(self.slot), self.nonce))
-
-    @classmethod
-    def parse(cls, raw: str | bytes) -> ConsumerName | None:
-        text = raw.decode() if isinstance(raw, bytes) else raw
-        parts = text.rsplit(SEPARATOR, 3)
-        if len(parts) != 4 or not parts[2].isdigit():
-            return None
-        return cls(parts[0], parts[1], int(parts[2]), parts[3])
 
 
 class Recoverer:

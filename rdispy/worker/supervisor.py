@@ -40,9 +40,10 @@ import redis
 from rdispy import connection, defaults, handoff, processes, wire
 from rdispy.errors import NodeNameInUse, RdispyError
 from rdispy.keys import Keys
-from rdispy.worker.consumer import ConsumerConfig, consumer_main, ensure_group
-from rdispy.worker.node import NodeRecord, address_seen_by, deregister, heartbeat, live_nodes
-from rdispy.worker.recovery import ConsumerName, Recoverer
+from rdispy.nodes import NodeRecord, address_seen_by, deregister, heartbeat, live_nodes
+from rdispy.streams import ConsumerName, ensure_group
+from rdispy.worker.consumer import ConsumerConfig, consumer_main
+from rdispy.worker.recovery import Recoverer
 from rdispy.worker.slots import ClosedSessions, Slots
 
 log = logging.getLogger(__name__)

@@ -26,20 +26,9 @@ import redis
 from rdispy import serialization
 from rdispy.errors import DependencyTransferError, JobError
 from rdispy.keys import Keys
+from rdispy.wire import check_file_name
 
 log = logging.getLogger(__name__)
-
-
-def check_file_name(name: str, job_id: str | None = None) -> str:
-    """A dependency's name must be a plain base name: no folders, no '..', no NUL, not too long."""
-    if (
-        not name
-        or name in (".", "..")
-        or any(c in name for c in "/\\\x00")
-        or len(name.encode()) > 255
-    ):
-        raise JobError(f"refused dependency name {name[:80]!r}: only plain file names", job_id)
-    return name
 
 
 class Workspace:

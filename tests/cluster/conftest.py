@@ -13,8 +13,8 @@ import pytest
 import redis
 
 from rdispy.keys import Keys
+from rdispy.nodes import live_nodes
 from rdispy.wire import Signer
-from rdispy.worker.node import live_nodes
 from tests.cluster import netns
 
 #: Heartbeat of the cluster's nodes: a node is dead after 5 missed ones (1.5 s), and its jobs are

@@ -33,9 +33,9 @@ def ledger_job(ledger: str, tag: int, seconds: float) -> tuple[int, str]:
     import os
     import time
 
-    from rdispy.worker import context
+    from rdispy import job_context
 
-    node = context.current().node
+    node = job_context.current().node
     with open(ledger, "a") as f:
         f.write(f"{tag} {node} {os.getpid()}\n")
     time.sleep(seconds)

@@ -15,7 +15,7 @@ import redis
 
 from rdispy import defaults
 from rdispy.keys import CONSUMER_GROUP
-from rdispy.worker.node import live_nodes
+from rdispy.nodes import live_nodes
 from tests.conftest import HEARTBEAT
 from tests.faults.figures import duplicate_results, execution_spread, report, watch_duplicates
 from tests.faults.ledger import executions, record

@@ -14,7 +14,7 @@ import pytest
 
 import rdispy
 from rdispy.monitor.state import read_state
-from rdispy.worker.node import live_nodes
+from rdispy.nodes import live_nodes
 from tests.conftest import HEARTBEAT
 from tests.faults.figures import ResultCounter, pending_total
 from tests.faults.ledger import executions, record, rows, wait_rows

@@ -14,7 +14,7 @@ import pytest
 
 import rdispy
 from rdispy.keys import CONSUMER_GROUP
-from rdispy.worker.recovery import ConsumerName
+from rdispy.streams import ConsumerName
 from tests.conftest import HEARTBEAT
 from tests.faults.figures import ResultCounter, pending_total
 from tests.faults.ledger import executions, record, wait_rows

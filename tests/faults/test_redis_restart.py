@@ -8,8 +8,8 @@ import time
 import pytest
 
 import rdispy
+from rdispy.nodes import live_nodes
 from rdispy.server import EmbeddedServer, free_port
-from rdispy.worker.node import live_nodes
 from tests.conftest import HEARTBEAT
 from tests.faults.figures import execution_spread, report
 from tests.faults.ledger import executions, record, wait_rows

@@ -13,7 +13,7 @@ import time
 import pytest
 
 import rdispy
-from rdispy.worker.node import live_nodes
+from rdispy.nodes import live_nodes
 
 pytestmark = pytest.mark.integration
 

@@ -20,10 +20,10 @@ import redis
 import rdispy
 from rdispy.errors import NoNodesError
 from rdispy.keys import Keys
+from rdispy.nodes import live_nodes
 from rdispy.relay import discovery
 from rdispy.server import free_port
 from rdispy.wire import Signer
-from rdispy.worker.node import live_nodes
 from tests.conftest import HEARTBEAT, ROOT
 from tests.helpers import executor, wait_until
 

@@ -12,8 +12,8 @@ import pytest
 
 import rdispy
 from rdispy import defaults
+from rdispy.nodes import live_nodes
 from rdispy.server import EmbeddedServer, free_port
-from rdispy.worker.node import live_nodes
 from tests.conftest import HEARTBEAT
 
 pytestmark = pytest.mark.integration

@@ -41,13 +41,20 @@ def test_names_that_would_break_the_schema_are_refused(bad):
 )
 def test_dependency_names_that_could_leave_the_job_folder_are_refused(name):
     from rdispy.errors import JobError
-    from rdispy.worker.workspace import check_file_name
+    from rdispy.wire import check_file_name
 
     with pytest.raises(JobError, match="refused dependency name"):
         check_file_name(name)
 
 
 def test_plain_dependency_names_are_accepted():
-    from rdispy.worker.workspace import check_file_name
+    from rdispy.wire import check_file_name
 
     assert check_file_name("data.csv") == "data.csv"
+
+
+def test_a_node_job_stream_reads_back_as_its_node():
+    keys = Keys("c")
+    assert keys.node_of_jobs(keys.node_jobs("gpu-1.lan")) == "gpu-1.lan"
+    for other in (keys.jobs, keys.node("n1"), keys.fair_queue("n1"), "", Keys("d").node_jobs("n")):
+        assert keys.node_of_jobs(other) is None

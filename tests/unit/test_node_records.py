@@ -5,7 +5,7 @@ from __future__ import annotations
 import fakeredis
 
 from rdispy.keys import Keys
-from rdispy.worker.node import NodeRecord, deregister, heartbeat, live_nodes
+from rdispy.nodes import NodeRecord, deregister, heartbeat, live_nodes
 
 
 def test_heartbeat_writes_a_full_expiring_record_and_deregister_removes_it():

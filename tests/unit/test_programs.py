@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from rdispy.worker.programs import RUNS, ProgramRun, collect_files, run_program_collect
+from rdispy.programs import RUNS, ProgramRun, collect_files, run_program_collect
 
 SCRIPT = """#!/bin/sh
 cat data.txt

@@ -7,11 +7,11 @@ import pytest
 
 from rdispy import netif, scripts
 from rdispy.keys import Keys
+from rdispy.nodes import signed
 from rdispy.relay import discovery
 from rdispy.relay.policy import Policy, Refused, script_shas
 from rdispy.relay.resp import ReplyScanner, encode_command
 from rdispy.wire import Signer
-from rdispy.worker.node import signed
 
 REPLIES = [
     b"+OK\r\n",

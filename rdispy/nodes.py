@@ -1,4 +1,8 @@
-"""The node record a supervisor registers and refreshes with each heartbeat.
+"""Node records: what a running node tells the cluster about itself, shared by both sides.
+
+A supervisor (rdispy/worker) registers its record and refreshes it with each heartbeat
+(``heartbeat``, ``deregister``); clients, the fair scheduler, the relay and the monitor read the
+live ones (``live_nodes``).  Writer and reader of the record's fields live here together.
 
 With a shared secret the record is signed (HMAC over every field but ``sig`` and ``relay``, with
 the record's key as the stream name), and readers that hold the secret ignore records without a
@@ -21,10 +25,9 @@ from typing import Any
 import cloudpickle
 import redis
 
-from rdispy import __version__, defaults, wire
+from rdispy import __version__, avail, defaults, wire
 from rdispy.errors import SignatureError
 from rdispy.keys import Keys
-from rdispy.worker import avail
 
 log = logging.getLogger(__name__)
 
