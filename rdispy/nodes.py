@@ -69,6 +69,7 @@ class NodeRecord:
             "python": platform.python_version(),
             "cloudpickle": cloudpickle.__version__,
             "rdispy": __version__,
+            "wire": wire.VERSION.decode(),
             "platform": sys.platform,
         }
 

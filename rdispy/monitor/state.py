@@ -67,6 +67,7 @@ class NodeState:
     heartbeat_age: float  # seconds since its last heartbeat
     version: str  # rdispy version
     python: str
+    cloudpickle: str
     incarnation: str
     relay: str  # the relay it came through, or "direct"
     pid: int
@@ -263,6 +264,7 @@ def _node(rec: dict[str, str], now: float) -> NodeState:
         heartbeat_age=max(0.0, now - _f(rec.get("hb"), now)),
         version=rec.get("rdispy", ""),
         python=rec.get("python", ""),
+        cloudpickle=rec.get("cloudpickle", ""),
         incarnation=rec.get("incarnation", ""),
         relay=rec.get("relay") or "direct",
         pid=int(_f(rec.get("pid"))),

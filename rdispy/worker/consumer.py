@@ -319,8 +319,24 @@ class Consumer:
                 if self._our_runtime(entry):
                     valid.append(entry)
             except ProtocolError as exc:
-                self._dead_letter(entry, str(exc))
+                reason = str(exc)
+                if entry.fields.get(b"v") != wire.VERSION:
+                    reason += self._wire_versions()
+                self._dead_letter(entry, reason)
         return valid
+
+    def _wire_versions(self) -> str:
+        """Which wire version each live node speaks, for a refusal of another version's entry
+        (such an entry cannot be re-signed for another node: how it is signed is the version's)."""
+        try:
+            records = live_nodes(self.client, self.keys, self.signer)
+        except redis.RedisError:
+            return ""
+        seen = ", ".join(sorted(f"{r.get('name', '?')} {r.get('wire', '?')}" for r in records))
+        return (
+            f" (this node speaks wire version {wire.VERSION.decode()}; live nodes: {seen}); "
+            "a new wire version needs its nodes upgraded before its clients"
+        )
 
     def _our_runtime(self, entry: Entry) -> bool:
         """Whether this node's Python and cloudpickle can unpickle the entry's job (its client's

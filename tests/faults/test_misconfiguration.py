@@ -60,6 +60,7 @@ def test_a_wire_version_the_node_does_not_speak_fails_at_once(
         monkeypatch.setattr(wire, "VERSION", b"99")  # this client now writes a newer wire
         error = refused(ex)
         assert "protocol version" in error.reason and "99" in error.reason
+        assert "speaks wire version 1; live nodes: old 1" in error.reason
         monkeypatch.setattr(wire, "VERSION", b"1")
         assert ex.submit(pow, 2, 4).result(DEADLINE) == 16  # the executor is unharmed
 
