@@ -1,7 +1,7 @@
 """The client's link to the cluster: the facade over the parts that send jobs and collect results.
 
-    Dispatcher.submit --pickle, size check, sign (caller's thread)--> Ledger (futures, entries)
-        and Sender.push --> the outbox
+    Dispatcher.submit --pickle, size check, sign (Encoder, caller's thread)--> Ledger (futures,
+        entries) and Sender.push --> the outbox
     Sender (the submitting thread, or the sender thread: see sender) --pipelined XADD-->
         <cluster>:jobs, a node's own stream, or this client's fair queue
     <cluster>:results:<client> --XREAD (a waiting caller through the future's Owner, or the
@@ -10,10 +10,10 @@
         lost entries, the owned embedded node) --> Sender.push (jobs to send again)
     RemoteFuture.cancel / running --Owner.cancel_remote / taken--> Dispatcher (this module)
 
-One unit per job: ``ledger`` (what was sent and is not collected), ``sender`` (the outbox and its
-thread), ``reader`` (who reads the result stream), ``results`` (entries into futures), ``upkeep``
-(periodic checks).  This module builds and wires them, and keeps what a caller asks for: submit,
-cancel, move, sessions' end, close.
+One unit per job: ``encoder`` (calls into signed entries), ``ledger`` (what was sent and is not
+collected), ``sender`` (the outbox and its thread), ``reader`` (who reads the result stream),
+``results`` (entries into futures), ``upkeep`` (periodic checks).  This module builds and wires
+them, and keeps what a caller asks for: submit, cancel, move, sessions' end, close.
 
 A function is pickled once per dispatcher and stored as a content-addressed blob before the first
 job that names it is sent; jobs carry only its digest.  Results are deleted from the stream once
@@ -27,16 +27,15 @@ import itertools
 import logging
 import os
 import threading
-import time
 import uuid
-import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import redis
 
-from rdispy import connection, defaults, handoff, serialization, stats, wire
+from rdispy import connection, defaults, handoff, stats, wire
+from rdispy.client.encoding import Encoder
 from rdispy.client.future import RemoteFuture
 from rdispy.client.ledger import Ledger
 from rdispy.client.reader import ResultReader
@@ -108,6 +107,7 @@ class Dispatcher:
             None if keep_results else _handoff_folder(self.client_id)
         )
         self._seq = itertools.count(1)
+        self.encoder = Encoder(self.ledger, self.signer, self.client_id, max_payload, max_retries)
         latency = stats.LatencyTally()  # results received, flushed with their deletion
         self.results = Results(
             self.ledger,
@@ -180,43 +180,6 @@ class Dispatcher:
 
     # -- sending -------------------------------------------------------------------------------
 
-    def _function_blob(self, fn: Callable[..., Any]) -> tuple[str, bytes | None, bytes]:
-        """Digest of ``fn``'s blob, its bytes when they still have to be uploaded, and its label
-        (``fq``: computed with the blob, once per function, then read from the same cache)."""
-        known = self.ledger.functions.get(id(fn))
-        if known is not None:
-            held = known[0]
-            if held is fn or (isinstance(held, weakref.ref) and held() is fn):
-                return known[1], None, known[2]
-        data = serialization.dumps(fn, "function")
-        wire.check_size(data, self.max_payload)
-        return wire.blob_digest(data), data, wire.function_label(fn)
-
-    def _arguments(self, call: Any, seq: int, job_id: str) -> dict[str, object]:
-        """Payload fields of one job: pickled inline, or (large, with a same-host folder)
-        pickled straight into a handoff file that the entry names."""
-        small = 0 <= serialization.plain_size(call) < handoff.MIN_BYTES // 2
-        if small or self.handoff is None:
-            if small:
-                payload = serialization.dumps_plain(call)
-            else:
-                payload = serialization.dumps(call, "arguments", job_id)
-            wire.check_size(payload, self.max_payload, job_id)
-            if self.handoff is None:
-                return {"p": payload}
-            return {"p": payload, "sm": self.handoff.address}
-        spool = handoff.Spool(self.handoff, f"a-{seq}")
-        try:
-            serialization.dump(call, spool, "arguments", job_id)
-            wire.check_size(spool.size, self.max_payload, job_id)
-            inline = spool.finish()
-        except BaseException:
-            spool.discard()
-            raise
-        if inline is not None:
-            return {"p": inline, "sm": self.handoff.address}
-        return {"sm": self.handoff.address, "pf": spool.name, "pz": spool.digest}
-
     def submit(
         self,
         fn: Callable[..., Any],
@@ -234,7 +197,7 @@ class Dispatcher:
             raise self.broken
         if self._closed.is_set():
             raise RuntimeError("cannot submit after the executor was shut down")
-        digest, blob, label = self._function_blob(fn)
+        digest, blob, label = self.encoder.function_blob(fn)
         node = (header or {}).get("nd")
         stream = self.keys.node_jobs(str(node)) if node else self.keys.jobs
         signed_for = stream
@@ -245,35 +208,18 @@ class Dispatcher:
             for call in calls:
                 seq = next(self._seq)
                 job_id = f"{self.client_id}-{seq}"
-                extra = self._arguments(call, seq, job_id)
-                fields = wire.encode(
-                    {
-                        "id": job_id,
-                        "c": self.client_id,
-                        "fn": digest,
-                        "fq": label,
-                        "k": kind,
-                        "n": len(call) if kind == "chunk" else None,
-                        **extra,
-                        "r": self.max_retries,
-                        "t": repr(time.time()),
-                        "rt": serialization.RUNTIME,
-                        **(header or {}),
-                    }
+                fields = self.encoder.job(
+                    call, seq, job_id, (digest, label), kind, header, signed_for
                 )
                 future = RemoteFuture(job_id, self)
                 future.stream = stream
-                batch.append((future, self.signer.sign(signed_for, fields)))
+                batch.append((future, fields))
         except BaseException:
             for _, fields in batch:
                 self.ledger.remove_handoff(fields)
             raise
         if blob is not None:
-            try:
-                self.ledger.functions[id(fn)] = (weakref.ref(fn), digest, label)
-            except TypeError:  # builtins take no weak reference (and keep nothing alive)
-                self.ledger.functions[id(fn)] = (fn, digest, label)
-            self.ledger.blob_data[digest] = blob
+            self.encoder.remember(fn, digest, label, blob)
             self.sender.push(self.keys.blob(digest), blob)
         for future, fields in batch:
             self._futures[future.job_id] = future

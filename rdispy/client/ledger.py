@@ -1,10 +1,14 @@
 """What one client has sent and not collected yet, shared by the dispatcher's parts.
 
-The dispatcher (submit, cancel, move) writes it, the sender reads the functions' digests to keep
-their blobs alive, the results side removes what a result ends, and the upkeep reads it to send
-again what a server lost.  It holds no thread and no lock of its own: every part changes it from
-the thread that holds the reader's baton (results, checks) or from the caller's (submit, cancel),
-as the single dispatcher class did.
+    Dispatcher.submit / move --futures, signed entries--> Ledger
+    Encoder --functions' digests, blobs--> Ledger --digests--> Sender (keeps the blobs alive)
+    Results (a result, a refusal) / Sender (Redis refused a job) / Upkeep (JobLost, the owned
+        node died) / Dispatcher.cancel_remote --forget--> Ledger (the entry, its handoff file)
+    Ledger --unfinished futures and their entries--> Upkeep (sent again after a restart)
+
+It holds no thread and no lock of its own: its parts change it (single dict and set operations)
+from the threads that did so when they were one dispatcher class: the caller's (submit, cancel),
+the sender's, and whoever holds the reader's baton (results, checks).
 """
 
 from __future__ import annotations
