@@ -28,6 +28,10 @@ from rdispy.client.executor import Executor
 
 HOT_PATH = (
     "rdispy/client/dispatcher.py",
+    "rdispy/client/sender.py",
+    "rdispy/client/reader.py",
+    "rdispy/client/results.py",
+    "rdispy/client/ledger.py",
     "rdispy/client/future.py",
     "rdispy/client/executor.py",
     "rdispy/worker/consumer.py",

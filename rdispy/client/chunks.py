@@ -23,7 +23,7 @@ class ChunkCall(RemoteFuture):
     """Call ``index`` of the map chunk job ``chunk``; cancelling it cancels the chunk."""
 
     def __init__(self, chunk: RemoteFuture, index: int) -> None:
-        super().__init__(f"{chunk.job_id}.{index}", chunk._dispatcher)
+        super().__init__(f"{chunk.job_id}.{index}", chunk._owner)
         self.chunk, self.index = chunk, index
         self.stream, self.entry_id = chunk.stream, chunk.entry_id
 

@@ -8,6 +8,15 @@ job never runs.  ``running()`` is True once a consumer has taken the job (from t
 returns False): a pending future asks Redis when ``running()`` is called, so the submit and result
 path carries nothing extra.
 
+A future knows its job's client only as an ``Owner`` (below), so this module imports neither the
+dispatcher nor the reader:
+
+    future.result() / exception() --owner.reader.wait_for--> ResultReader (reads in this
+        thread if no one else does) --Results.resolve--> future.set_result / set_exception
+    wait() / as_completed() adding a waiter --owner.reader.wake--> the results thread reads
+    future.cancel() --owner.cancel_remote--> Dispatcher (the outbox, or the cancel script)
+    future.running() --owner.taken--> Dispatcher (the taken script)
+
 It relies on three private parts of ``concurrent.futures.Future``, pinned by
 tests/unit/test_future_internals.py: ``_state`` and ``_condition`` (to move a pending future to
 RUNNING), and ``_waiters``, the list ``wait``/``as_completed`` append a waiter to.
@@ -23,12 +32,9 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures._base import PENDING, RUNNING
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from rdispy import defaults, job_context
-
-if TYPE_CHECKING:
-    from rdispy.client.dispatcher import Dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +44,30 @@ EventListener = Callable[["RemoteFuture", str, Any], None]
 _END = object()
 #: Guards the lazy creation of futures' update queues (rare: one lock for all futures).
 _UPDATES_LOCK = threading.Lock()
+
+
+class ResultSource(Protocol):
+    """Who reads the results of a future's client (``ResultReader``)."""
+
+    def wait_for(self, future: Future[Any], timeout: float | None) -> None:
+        """Read results in this thread until ``future`` is done or ``timeout`` passes, if no
+        one else reads (raises ExecutorBroken in a forked child)."""
+
+    def wake(self) -> None:
+        """Have the results thread read now: someone waits without reading themselves."""
+
+
+class Owner(Protocol):
+    """What a RemoteFuture needs of its job's client (``Dispatcher``)."""
+
+    @property
+    def reader(self) -> ResultSource: ...
+
+    def cancel_remote(self, future: RemoteFuture, forget: bool = True) -> bool:
+        """Withdraw the job if no consumer has been handed it; True means it will never run."""
+
+    def taken(self, future: RemoteFuture) -> bool:
+        """Whether a consumer has been handed the job."""
 
 
 class RemoteFuture(Future[Any]):
@@ -54,10 +84,10 @@ class RemoteFuture(Future[Any]):
         stderr: what the job printed on stderr.
     """
 
-    def __init__(self, job_id: str, dispatcher: Dispatcher | None) -> None:
+    def __init__(self, job_id: str, owner: Owner | None) -> None:
         super().__init__()
         self.job_id = job_id
-        self._dispatcher = dispatcher
+        self._owner = owner
         self.stream = ""  # the stream the job was sent to (shared, or a node's own)
         self.entry_id: bytes | None = None  # the job's entry there, once sent
         self.node: str | None = None
@@ -71,8 +101,8 @@ class RemoteFuture(Future[Any]):
         self.chunk_calls: int | None = None
         self._listeners: list[EventListener] | None = None
         self._updates: queue.SimpleQueue[Any] | None = None
-        if dispatcher is not None:
-            self._waiters = _Waiters(dispatcher)
+        if owner is not None:
+            self._waiters = _Waiters(owner.reader)
 
     def result(self, timeout: float | None = None) -> Any:
         """The job's return value, waiting up to ``timeout`` seconds (as ``Future.result``);
@@ -86,12 +116,12 @@ class RemoteFuture(Future[Any]):
     def _read_while_waiting(self, timeout: float | None) -> float | None:
         """Read results in this thread until the job ends or ``timeout`` passes (if no one else
         reads); returns what is left of ``timeout``."""
-        if self._dispatcher is None or self.done():
+        if self._owner is None or self.done():
             return timeout
         end = None if timeout is None else time.monotonic() + timeout
         outer = _running_job()
         if outer is None:
-            self._dispatcher.wait_for(self, timeout)
+            self._owner.reader.wait_for(self, timeout)
         else:
             self._wait_nested(outer, end)
         return None if end is None else max(end - time.monotonic(), 0.0)
@@ -99,14 +129,15 @@ class RemoteFuture(Future[Any]):
     def _wait_nested(self, outer: str, end: float | None) -> None:
         """Wait inside job ``outer``: warn once, naming both jobs, if this job has not started
         after NESTED_WAIT_WARNING seconds (the cores may all be held by waiting jobs)."""
-        assert self._dispatcher is not None
+        assert self._owner is not None
+        reader = self._owner.reader
         warn_at: float | None = time.monotonic() + defaults.NESTED_WAIT_WARNING
         while not self.done():
             now = time.monotonic()
             if end is not None and now >= end:
                 return
             until = end if warn_at is None else warn_at if end is None else min(end, warn_at)
-            self._dispatcher.wait_for(self, None if until is None else max(until - now, 0.001))
+            reader.wait_for(self, None if until is None else max(until - now, 0.001))
             if warn_at is not None and time.monotonic() >= warn_at:
                 warn_at = None
                 if not self.done() and not self.running():
@@ -128,9 +159,9 @@ class RemoteFuture(Future[Any]):
         """
         if self.done():
             return self.cancelled()
-        if self._dispatcher is None:
+        if self._owner is None:
             return super().cancel()
-        if self._state == RUNNING or not self._dispatcher.cancel_remote(self):
+        if self._state == RUNNING or not self._owner.cancel_remote(self):
             return False
         if not super().cancel():
             return False
@@ -140,8 +171,8 @@ class RemoteFuture(Future[Any]):
     def running(self) -> bool:
         """True while a consumer has the job (a pending future asks the cluster, once per call,
         until it hears so; the answer then stays True until the future is done)."""
-        if self._dispatcher is not None and self._state == PENDING:
-            if self._dispatcher.taken(self):
+        if self._owner is not None and self._state == PENDING:
+            if self._owner.taken(self):
                 self.mark_running()
         return super().running()
 
@@ -157,7 +188,7 @@ class RemoteFuture(Future[Any]):
         self._listeners.append(listener)
 
     def notify(self, kind: str, value: Any) -> None:
-        """Deliver one event from the job (called by the dispatcher's listener thread)."""
+        """Deliver one event from the job (called by whoever holds the reader's baton)."""
         if kind == "prov":
             with _UPDATES_LOCK:
                 if self._updates is not None:
@@ -175,8 +206,8 @@ class RemoteFuture(Future[Any]):
             if self._updates is None:
                 self._updates = queue.SimpleQueue()
                 self.add_done_callback(lambda _: self._updates.put(_END) if self._updates else None)
-        if self._dispatcher is not None and not self.done():
-            self._dispatcher.want_results()
+        if self._owner is not None and not self.done():
+            self._owner.reader.wake()
         while True:
             try:
                 value = self._updates.get(timeout=timeout)
@@ -194,15 +225,15 @@ class _Waiters(list[Any]):
     """A future's waiters (``concurrent.futures.wait``/``as_completed`` add one while they
     wait): adding one has the results thread read at once rather than leave it to a caller."""
 
-    __slots__ = ("_dispatcher",)
+    __slots__ = ("_reader",)
 
-    def __init__(self, dispatcher: Dispatcher) -> None:
+    def __init__(self, reader: ResultSource) -> None:
         super().__init__()
-        self._dispatcher = dispatcher
+        self._reader = reader
 
     def append(self, waiter: Any) -> None:
         super().append(waiter)
-        self._dispatcher.want_results()
+        self._reader.wake()
 
 
 def _running_job() -> str | None:

@@ -11,7 +11,12 @@ resolves every result it reads, whoever's future it is.  A caller that finds the
 on its future as usual.  After a caller has read and nothing was left pending, the results thread
 does not start reading again for GRACE seconds, so that a caller who submits and waits in turn
 (the common sequential pattern) finds the baton free each time.  The results thread also runs the
-dispatcher's periodic checks, holding the baton, so that results and checks never race on a future.
+dispatcher's periodic checks (``Upkeep.checks``), holding the baton, so that results and checks
+never race on a future.
+
+    RemoteFuture.result --wait_for (the Owner protocol's reader)--> ResultReader
+    ResultReader --XREAD (+ XDEL/XTRIM of what it read, the latency tally)--> the result stream
+    ResultReader --each entry read--> Results.resolve --> the future
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ class ResultReader:
         pending: Callable[[], int],
         latency: stats.LatencyTally,
         closed: threading.Event,
+        check_owner: Callable[[], None] = lambda: None,
     ) -> None:
         self.results_key = results_key
         self._latency_key = latency_key
@@ -67,6 +73,7 @@ class ResultReader:
         self._pending = pending  # how many futures are unresolved
         self._latency = latency
         self._closed = closed
+        self._check_owner = check_owner  # raises in a process forked from the client's
         self._link = Link(client)
         self._baton = threading.Lock()
         # held with the baton: where reading goes on, results read and not yet resolved or
@@ -170,7 +177,9 @@ class ResultReader:
 
     def wait_for(self, future: Future[Any], timeout: float | None) -> None:
         """Read in this thread until ``future`` is done or ``timeout`` passes, if no one else is
-        reading; else return at once (the caller waits on the future, resolved by the reader)."""
+        reading; else return at once (the caller waits on the future, resolved by the reader).
+        Raises ExecutorBroken (``check_owner``) in a child forked from the client's process."""
+        self._check_owner()
         if timeout is not None and timeout <= 0:
             return
         if not self._baton.acquire(blocking=False):
@@ -216,9 +225,10 @@ class ResultReader:
 
     # -- the results thread --------------------------------------------------------------------
 
-    def run(self, checks: Callable[[], None]) -> None:
+    def run(self, checks: Callable[[], bool]) -> None:
         """The results thread: read while futures are pending and no caller reads for them, run
-        ``checks`` every CHECK_INTERVAL."""
+        ``checks`` every CHECK_INTERVAL (True from it: the server restarted, read the stream
+        from its start again)."""
         next_check = time.monotonic() + CHECK_INTERVAL
         backoff = 0.05
         while not self._closed.is_set():
@@ -226,7 +236,8 @@ class ResultReader:
                 with self._baton:
                     self.resolve_read()
                     try:
-                        checks()
+                        if checks():
+                            self.restart()
                     except (redis.ConnectionError, redis.TimeoutError) as exc:
                         log.warning("cluster checks failed (%s); trying again later", exc)
                 next_check = time.monotonic() + CHECK_INTERVAL

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import redis
 
-from rdispy.client.dispatcher import EVENT_KINDS
+from rdispy.client.results import EVENT_KINDS
 from rdispy.keys import CONSUMER_GROUP, Keys
 
 FILE = Path(__file__).resolve().parents[2] / "test-artifacts" / "fault-figures.jsonl"
@@ -47,7 +47,7 @@ def duplicate_results(caplog: pytest.LogCaptureFixture) -> int:
 
 
 def watch_duplicates(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="rdispy.client.dispatcher")
+    caplog.set_level(logging.DEBUG, logger="rdispy.client.results")
 
 
 def execution_spread(counts: Counter[str]) -> dict[str, int]:
@@ -119,16 +119,16 @@ class ResultCounter:
     before the client drops any second one: a duplicate result is a job id counted twice."""
 
     def __init__(self, owner: Any) -> None:
-        dispatcher = owner._dispatcher  # an Executor or a JobCluster
+        reader = owner._dispatcher.reader  # of an Executor or a JobCluster
         self.counts: Counter[str] = Counter()
-        original = dispatcher._resolve
+        original = reader._resolve
 
         def counting(fields: dict[bytes, bytes]) -> None:
             if fields.get(b"k") not in (*EVENT_KINDS, b"wake") and b"id" in fields:
                 self.counts[fields[b"id"].decode(errors="replace")] += 1
             original(fields)
 
-        dispatcher._resolve = counting
+        reader._resolve = counting
 
     def duplicates(self, wait: float = 0.0) -> int:
         """Second (or later) results seen, after waiting ``wait`` seconds for late ones."""
