@@ -337,10 +337,9 @@ class JobCluster:
             if job._selectors:
                 header["nd"] = job._placed_on = self._place(job._selectors, need=job._cpus)
                 self._caps.placed(job._placed_on)
-                header.update(self._node_fields.get(job._placed_on, {}))
-            if job._depends:
-                node_depends = self._node_depends.get(job._placed_on or "", [])
-                header["dp"] = self._manifest([*node_depends, *job._depends])
+            if job._selectors or job._depends:
+                placed = self._placed_fields(job, job._placed_on or "")
+                header.update({k: v for k, v in placed.items() if v is not None})
         future = self._dispatcher.submit(self._function, [(call_args, job.kwargs)], header=header)[
             0
         ]
@@ -348,6 +347,15 @@ class JobCluster:
         self._sent[future.job_id] = job  # before the callbacks: the job may have ended already
         future.add_event_listener(self._on_event)
         future.add_done_callback(self._on_done)
+
+    def _placed_fields(self, job: DispyJob, node: str) -> dict[str, object | None]:
+        """The entry fields that follow the node a job is placed on (None: not sent): its
+        NodeAllocate's ``setup_args`` and ``depends`` (with the job's own), else the cluster's."""
+        fields: dict[str, object | None] = {"dp": self._header.get("dp"), "sa": None}
+        fields.update(self._node_fields.get(node, {}))
+        if job._depends:
+            fields["dp"] = self._manifest([*self._node_depends.get(node, []), *job._depends])
+        return fields
 
     def set_node_cpus(self, node: DispyNode | str, cpus: int) -> int:
         """Run at most ``cpus`` of this cluster's jobs at once on ``node`` (0 or less: no jobs
@@ -454,7 +462,7 @@ class JobCluster:
                 other = self._place(job._selectors or [], node, wait=False, need=job._cpus)
             except NoNodesError:
                 continue
-            if self._dispatcher.move(future, other):
+            if self._dispatcher.move(future, other, self._placed_fields(job, other)):
                 log.info("job %s moved from lost node %s to %s", job.id, node, other)
 
     def _watch_nodes(self) -> None:

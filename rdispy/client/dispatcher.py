@@ -28,7 +28,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -292,12 +292,20 @@ class Dispatcher:
         self.ledger.blob_data[digest] = data
         return digest
 
-    def move(self, future: RemoteFuture, node: str) -> bool:
-        """Send a job that no consumer has taken to another node; False if it was taken."""
+    def move(
+        self, future: RemoteFuture, node: str, placed: Mapping[str, object | None] | None = None
+    ) -> bool:
+        """Send a job that no consumer has taken to another node, with the entry fields that
+        follow the node it is on (``placed``; None removes a field); False if it was taken."""
         fields = self._sent.get(future.job_id)
         if fields is None or not self.cancel_remote(future, forget=False):
             return False
-        fields = dict(fields)
+        fields = {k: v for k, v in fields.items() if k != b"sig"}
+        for name, value in (placed or {}).items():
+            if value is None:
+                fields.pop(name.encode(), None)
+            else:
+                fields.update({k: v for k, v in wire.encode({name: value}).items() if k != b"v"})
         fields[b"nd"] = node.encode()
         future.stream = self.keys.node_jobs(node)
         future.entry_id = None

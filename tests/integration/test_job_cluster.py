@@ -593,3 +593,45 @@ def test_a_job_needing_several_cores_holds_them_alone(redis_url, cluster, start_
     big_start, big_end = spans.pop("big")
     for start, end in spans.values():
         assert end <= big_start + 0.01 or start >= big_end - 0.01  # nothing overlapped it
+
+
+def test_a_job_moved_from_a_lost_node_takes_the_setup_args_of_the_node_it_moves_to(
+    redis_url, cluster, start_worker, tmp_path
+):
+    """A NodeAllocate's setup_args go with the jobs placed on its node; a queued job moved off a
+    node that left gets the new node's, never the old one's."""
+    import psutil
+
+    doomed = start_worker(redis_url, 1, "doomed")
+    started = tmp_path / "started"
+
+    class PerNode(dispy.NodeAllocate):
+        def allocate(self, cluster, ip_addr, name, cpus, avail_info=None, platform=""):
+            self.setup_args = (name,)
+            return cpus
+
+    def setup(name):
+        global node_given
+        node_given = name
+        return 0
+
+    def whose(seconds, mark=None):
+        if mark:
+            open(mark, "w").close()
+        time.sleep(seconds)
+        return node_given  # noqa: F821 - set by setup
+
+    with dispy.JobCluster(
+        whose,
+        nodes=[PerNode("doomed"), PerNode("rescuer")],
+        setup=setup,
+        redis_url=redis_url,
+        cluster=cluster,
+    ) as c:
+        c.submit(30, str(started))  # occupies doomed's only core
+        wait_until(started.exists, "the first job to start on doomed", 20)
+        waiting = c.submit(0)  # queued on doomed: the only node there is
+        start_worker(redis_url, 1, "rescuer")
+        for proc in [*doomed.consumers(), psutil.Process(doomed.pid)]:
+            proc.kill()
+        assert waiting(timeout=40) == "rescuer", waiting.exception
