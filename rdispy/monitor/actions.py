@@ -21,7 +21,7 @@ import redis
 from rdispy import defaults, wire
 from rdispy.errors import ActionError
 from rdispy.keys import CONSUMER_GROUP, Keys
-from rdispy.monitor.state import read_job
+from rdispy.monitor.jobs import read_job
 from rdispy.nodes import live_nodes
 from rdispy.scripts import Scripts
 

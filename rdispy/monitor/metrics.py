@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from rdispy import stats
-from rdispy.monitor.state import ClusterState
+from rdispy.monitor.cluster_state import ClusterState
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from rdispy.monitor.state import ClusterState, JobState
+from rdispy.monitor.cluster_state import ClusterState
+from rdispy.monitor.jobs import JobState
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -11,7 +11,7 @@ import pytest
 
 from rdispy import attempts, stats
 from rdispy.keys import CONSUMER_GROUP, Keys
-from rdispy.monitor import metrics, state, text
+from rdispy.monitor import jobs, metrics, state, text
 from rdispy.monitor.web import _loopback_host
 
 
@@ -297,7 +297,7 @@ def test_filter_looks_past_the_newest_page_of_the_recent_stream(fake, monkeypatc
     _ended(fake, keys, "old-1", "m.rare")
     for i in range(30):
         _ended(fake, keys, f"new-{i}", "m.common")
-    monkeypatch.setattr(state, "_RECENT_PAGE", 7)
+    monkeypatch.setattr(jobs, "_RECENT_PAGE", 7)  # where the jobs list reads it
     assert _ids(fake, keys, function="m.rare") == ["old-1"]
     assert len(_ids(fake, keys, 12, function="m.common")) == 12
 
