@@ -122,7 +122,8 @@ def job_lines(
 
 def run(argv: Sequence[str]) -> int:
     """Run dispy_cmd.py's job loop with rdispy's JobCluster; the exit code, 0 as dispy's."""
-    from rdispy.client.cluster import JobCluster, SharedJobCluster
+    from rdispy.client.cluster import JobCluster
+    from rdispy.client.shared_cluster import SharedJobCluster
 
     config = vars(parser().parse_args(list(argv)))
     if config.pop("loglevel"):

@@ -14,7 +14,6 @@ import inspect
 import itertools
 import logging
 import os
-import queue
 import threading
 import time
 import uuid
@@ -27,6 +26,7 @@ from typing import Any
 from rdispy import avail, defaults, serialization, wire
 from rdispy.client.dispatcher import Dispatcher
 from rdispy.client.dispy_job import ClusterStatus, DispyJob, DispyNode, exception_text
+from rdispy.client.dispy_reports import JobReports
 from rdispy.client.future import RemoteFuture
 from rdispy.client.local_cluster import LocalCluster
 from rdispy.client.placing import NodeCaps, NodeLoads
@@ -35,14 +35,11 @@ from rdispy.keys import Keys
 from rdispy.nodes import live_nodes
 from rdispy.programs import run_program, run_program_collect
 from rdispy.progress import Progress
-from rdispy.scheduler import fair, placement
+from rdispy.scheduler import placement
 from rdispy.scheduler.placement import NodeLoad
 from rdispy.wire import check_file_name
 
 log = logging.getLogger(__name__)
-
-_STOP = object()
-ENDED = (DispyJob.Finished, DispyJob.Cancelled, DispyJob.Terminated, DispyJob.Abandoned)
 
 
 class JobCluster:
@@ -139,8 +136,8 @@ class JobCluster:
         except BaseException:
             if getattr(self, "_dispatcher", None) is not None:  # its threads would outlive us
                 self._dispatcher.close()
-            if getattr(self, "_events", None) is not None:
-                self._events.put(_STOP)
+            if getattr(self, "_reports", None) is not None:
+                self._reports.stop()
             if self._local is not None:
                 self._local.close(drain=False)
             raise
@@ -195,14 +192,8 @@ class JobCluster:
         # sent jobs by job id, until they end: their futures' callbacks find them here, so that
         # no job and its future hold each other (a cycle only the garbage collector frees)
         self._sent: dict[str, DispyJob] = {}
-        self._node_stats: dict[str, dict[str, float]] = {}  # finished jobs and time per node
         self._ids = itertools.count(1)
-        self._events: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._notifier = threading.Thread(
-            target=self._notify_loop, name="rdispy-callbacks", daemon=True
-        )
-        self._notifier.start()
-        self._started = time.time()
+        self._reports = JobReports(self, lambda: self._known_nodes, self._ended)
         self._closed = False
         self._dispatcher.periodic.append(self._rescue_stranded)
         if self.cluster_status:
@@ -484,9 +475,9 @@ class JobCluster:
                 node.cpus = min(node.cpus, allowed[name])
                 node.avail_cpus = min(node.avail_cpus, node.cpus)
         for name in current.keys() - self._known_nodes.keys():
-            self._events.put((None, DispyNode.Initialized, current[name]))
+            self._reports.node(DispyNode.Initialized, current[name])
         for name in self._known_nodes.keys() - current.keys():
-            self._events.put((None, DispyNode.Closed, self._known_nodes[name]))
+            self._reports.node(DispyNode.Closed, self._known_nodes[name])
         self._known_nodes = current
 
     def _on_event(self, future: RemoteFuture, kind: str, value: Any) -> None:
@@ -512,15 +503,10 @@ class JobCluster:
         self._excluded.append(node)
         if self.cluster_status:
             closed = DispyNode(name=node, ip_addr=ip, cpus=0, avail_cpus=0)
-            self._events.put((None, DispyNode.Closed, closed))
+            self._reports.node(DispyNode.Closed, closed)
 
     def _status(self, job: DispyJob, status: int, value: Any) -> None:
-        """Apply a status change: through the callback thread when there are callbacks, else at
-        once (both keep each job's order: its events arrive on one thread)."""
-        if self.callback or self.job_status or self.cluster_status:
-            self._events.put((job, status, value))
-        else:
-            self._apply(job, status, value)
+        self._reports.job(job, status, value)
 
     def _on_done(self, future: Future[Any]) -> None:
         assert isinstance(future, RemoteFuture)
@@ -551,51 +537,19 @@ class JobCluster:
         else:
             result = future.result()
             status = DispyJob.Finished
-            if job.node and job.start_time and job.end_time:
-                entry = self._node_stats.setdefault(job.node, {"jobs": 0, "cpu_time": 0.0})
-                entry["jobs"] += 1
-                entry["cpu_time"] += job.end_time - job.start_time
+            self._reports.count(job)
         self._status(job, status, result)
 
-    def _notify_loop(self) -> None:
-        """One thread per cluster runs the callbacks, in the order each job's events came."""
-        while True:
-            item = self._events.get()
-            if item is _STOP:
-                return
-            job, status, value = item
-            if job is None:  # a node event
-                try:
-                    assert self.cluster_status is not None
-                    self.cluster_status(status, value, None)
-                except Exception:
-                    log.exception("cluster_status callback for node %s failed", value.name)
-                continue
-            self._apply(job, status, value, notify=True)
-
-    def _apply(self, job: DispyJob, status: int, value: Any, notify: bool = False) -> None:
-        job.status = status
-        if status in (DispyJob.ProvisionalResult, DispyJob.Finished):
-            job.result = value
-        if notify:
-            try:
-                # as in dispy: at each provisional result and at the end, never at the start
-                if status != DispyJob.Running and self.job_status:
-                    self.job_status(job)
-                if self.cluster_status:
-                    self.cluster_status(status, self._known_nodes.get(job.node or ""), job)
-            except Exception:
-                log.exception("callback for job %s failed", job.id)
-        if status in ENDED:
-            self._pending.discard(job)
-            job._ended()
+    def _ended(self, job: DispyJob) -> None:
+        self._pending.discard(job)
+        job._ended()
 
     def cancel(self, job: DispyJob) -> int:
         """Cancel a job: a queued one never runs (Cancelled); a running one is stopped on its node
         (Terminated).  Returns 0, or -1 if it had already ended."""
         with self._caps.lock:
             if self._caps.withdraw(job):
-                self._apply(job, DispyJob.Cancelled, None)
+                self._reports.apply(job, DispyJob.Cancelled, None)
                 return 0
         future: RemoteFuture = job._future
         if future.done():
@@ -747,36 +701,11 @@ class JobCluster:
 
     def stats(self) -> dict[str, Any]:
         """Jobs and node time per node, total job time, wall time and speedup."""
-        per_node = {name: dict(entry) for name, entry in self._node_stats.items()}
-        total = sum(n["cpu_time"] for n in per_node.values())
-        wall = time.time() - self._started
-        return {
-            "nodes": per_node,
-            "job_time": total,
-            "wall_time": wall,
-            "speedup": total / wall if wall > 0 else 0.0,
-        }
+        return self._reports.stats()
 
     def print_status(self, wall_time: float | None = None) -> None:
         """dispy's table: per node, its cores, jobs done, seconds per job and node time."""
-        stats = self.stats()
-        cpus = {n.name: n.cpus for n in self.nodes()}
-        print()
-        print("                           Node |  CPUs |    Jobs |    Sec/Job | Node Time Sec")
-        print("------------------------------------------------------------------------------")
-        for name, entry in sorted(stats["nodes"].items()):
-            jobs, node_time = int(entry["jobs"]), entry["cpu_time"]
-            print(
-                f" {name[:30]:>30} | {cpus.get(name, 0):5} | {jobs:7} | {node_time / jobs:10.3f} "
-                f"| {node_time:13.3f}"
-            )
-        wall = wall_time if wall_time is not None else stats["wall_time"]
-        print()
-        print(
-            f"Total job time: {stats['job_time']:.3f} sec, wall time: {wall:.3f} sec, "
-            f"speedup: {stats['job_time'] / wall if wall else 0:.3f}"
-        )
-        print()
+        self._reports.print_status({n.name: n.cpus for n in self.nodes()}, wall_time)
 
     # -- closing ---------------------------------------------------------------------------------
 
@@ -793,9 +722,7 @@ class JobCluster:
             self._monitor.stop()
         self._dispatcher.end_session(self.session, remove_files=bool(self._cleanup))
         self._dispatcher.close()
-        self._events.put(_STOP)
-        if threading.current_thread() is not self._notifier:
-            self._notifier.join(5)
+        self._reports.stop()
         if self._local is not None:
             self._local.close(drain=not terminate)
 
@@ -804,44 +731,3 @@ class JobCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class SharedJobCluster(JobCluster):
-    """A JobCluster that shares the nodes with other clients fairly (dispy's SharedJobCluster).
-
-    Its jobs wait in this client's own queue, and a fair scheduler feeds the shared stream
-    round-robin from every client's queue: `rdispy scheduler` when one runs, else (by default)
-    one started in this process, so jobs never wait for a scheduler that is not there.
-    ``scheduler=False`` never starts one here; ``True`` always does.
-    """
-
-    _fair = True
-
-    def __init__(
-        self,
-        computation: Callable[..., Any] | str,
-        *args: Any,
-        scheduler: bool | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(computation, *args, **kwargs)
-        self._scheduler: fair.FairScheduler | None = None
-        client, keys = self._dispatcher.client, self._dispatcher.keys
-        if scheduler or (scheduler is None and not _scheduler_seen(client, keys)):
-            self._scheduler, _ = fair.start_thread(self._dispatcher.url, keys)
-            log.info("SharedJobCluster: no `rdispy scheduler` seen; scheduling in this process")
-
-    def close(self, timeout: float | None = None, terminate: bool = False) -> None:
-        """As ``JobCluster.close``, then stop the scheduler this process started, if any."""
-        super().close(timeout, terminate)
-        if self._scheduler is not None:
-            self._scheduler.stop()
-
-
-def _scheduler_seen(client: Any, keys: Keys, wait: float = 1.0) -> bool:
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        if fair.running(client, keys):
-            return True
-        time.sleep(0.1)
-    return False
