@@ -1,6 +1,6 @@
 """Progress of many jobs: a bar (tqdm) on a terminal, plain lines where output goes to a file.
 
-    for future in rdispy.progress(futures, desc="jobs"):
+    for future in rdispy.progress.progress(futures, desc="jobs"):
         print(future.result())            # each future or DispyJob as soon as it completes
 
 ``Executor.map(..., progress=True)``, ``JobCluster.wait(progress=True)`` and `rdispy submit` show
