@@ -51,3 +51,11 @@ def test_plain_dependency_names_are_accepted():
     from rdispy.worker.workspace import check_file_name
 
     assert check_file_name("data.csv") == "data.csv"
+
+
+def test_the_key_table_gives_node_records_the_ttl_heartbeats_set() -> None:
+    from rdispy import defaults, keys
+
+    table = keys.__doc__ or ""
+    node_row = next(line for line in table.splitlines() if line.startswith("``node:<name>``"))
+    assert node_row.rstrip().endswith(f"{defaults.HEARTBEATS_MISSED} heartbeats"), node_row
