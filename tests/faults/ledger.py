@@ -1,4 +1,6 @@
-"""An append-only ledger of job executions outside rdispy's keys: one line per execution."""
+"""An append-only ledger of job executions outside rdispy's keys: one line per execution,
+``<tag> <pid>``.  The one ledger of the test suite: jobs call ``note`` (or ``record``, ``gated``),
+tests read it with ``rows``, ``tags``, ``executions`` and ``wait_rows``."""
 
 from __future__ import annotations
 
@@ -8,10 +10,15 @@ from collections import Counter
 from pathlib import Path
 
 
-def record(ledger: str, tag: object, seconds: float = 0.0) -> object:
-    """A job: note the execution (tag, pid), sleep, return the tag."""
+def note(ledger: str, tag: object) -> None:
+    """In a job: note its execution (tag, pid); ``tag`` has no spaces."""
     with open(ledger, "a") as f:
         f.write(f"{tag} {os.getpid()}\n")
+
+
+def record(ledger: str, tag: object, seconds: float = 0.0) -> object:
+    """A job: note the execution (tag, pid), sleep, return the tag."""
+    note(ledger, tag)
     time.sleep(seconds)
     return tag
 
@@ -19,8 +26,7 @@ def record(ledger: str, tag: object, seconds: float = 0.0) -> object:
 def gated(ledger: str, tag: str, gate: str) -> str:
     """A job: note the execution, wait until the file ``gate`` exists (60 s at most), return
     the tag."""
-    with open(ledger, "a") as f:
-        f.write(f"{tag} {os.getpid()}\n")
+    note(ledger, tag)
     deadline = time.monotonic() + 60
     while not os.path.exists(gate) and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -33,6 +39,11 @@ def rows(path: Path) -> list[tuple[str, int]]:
     return [
         (tag, int(pid)) for tag, pid in (line.split() for line in path.read_text().splitlines())
     ]
+
+
+def tags(path: Path) -> list[str]:
+    """The tags noted, in order."""
+    return [tag for tag, _ in rows(path)]
 
 
 def executions(path: Path) -> Counter[str]:
