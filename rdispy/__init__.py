@@ -10,8 +10,8 @@ import typing as _typing
 
 __version__ = "0.1.0"
 
-# Every name here is in __all__ (tests/unit/test_public_api.py checks both ways); helpers are
-# imported under a leading underscore, and the rest of the API is imported lazily (_LAZY).
+# The public names are __all__ and rdispy's own submodules (tests/unit/test_public_api.py checks
+# both ways): helpers go under a leading underscore, the rest of the API is imported lazily.
 from rdispy import progress as progress  # the module; rdispy.progress.progress is the function
 from rdispy.errors import (
     ActionError,
@@ -119,6 +119,7 @@ _LAZY = {
     "ProgramRun": ("rdispy.worker.programs", "ProgramRun"),
     "provisional_result": ("rdispy.worker.context", "provisional_result"),
     "send_file": ("rdispy.worker.context", "send_file"),
+    # dispy's names for the same functions, so `import rdispy as dispy` programs run unchanged
     "dispy_provisional_result": ("rdispy.worker.context", "provisional_result"),
     "dispy_send_file": ("rdispy.worker.context", "send_file"),
 }
