@@ -36,13 +36,13 @@ import uuid
 from pathlib import Path
 from typing import BinaryIO
 
-from rdispy import processes, wire
+from rdispy import defaults, processes, wire
 from rdispy.errors import DeserializationError
 
 log = logging.getLogger(__name__)
 
 #: Environment variable: "0" turns the same-host handoff off (everything goes through Redis).
-ENV_HANDOFF = "RDISPY_HANDOFF"
+ENV_HANDOFF = defaults.ENV_HANDOFF
 #: Pickled arguments or results of at least this many bytes go through a file when they can.
 MIN_BYTES = 1 << 20
 

@@ -20,14 +20,17 @@ key                            type     holds                                   
 ``client:<client>``            hash     a client's pid, host, last seen             RESULT_TTL
 ``clients``                    zset     client id -> last seen                      pruned
 ``blob:<sha256>``              string   pickled function or file                    BLOB_TTL
-``node:<name>``                hash     node record, refreshed by heartbeat         3 heartbeats
+``node:<name>``                hash     node record, refreshed by heartbeat         5 heartbeats
 ``nodes``                      zset     node name -> last heartbeat (node's clock)  pruned
-``lease:<name>``               string   the live worker holding a node name         heartbeat TTL
+``lease:<name>``               string   the live worker holding a node name         5 heartbeats
 ``deadletters``                stream   refused entries and the reason              MAXLEN ~1000
 ``control``                    stream   signed control messages (cancel)            MAXLEN ~1000
 ``counters``                   hash     cluster-wide counters (deadletters, ...)    a few fields
 ``latency``                    hash     job latency histogram (bucket -> count)     a few fields
 =============================  =======  ==========================================  ==============
+
+A node record and a name's lease live ``defaults.HEARTBEATS_MISSED`` (5) heartbeats: each beat
+sets their TTL to that many intervals.
 """
 
 from __future__ import annotations

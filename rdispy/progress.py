@@ -1,6 +1,6 @@
 """Progress of many jobs: a bar (tqdm) on a terminal, plain lines where output goes to a file.
 
-    for future in rdispy.progress(futures, desc="jobs"):
+    for future in rdispy.progress.progress(futures, desc="jobs"):
         print(future.result())            # each future or DispyJob as soon as it completes
 
 ``Executor.map(..., progress=True)``, ``JobCluster.wait(progress=True)`` and `rdispy submit` show
@@ -14,6 +14,7 @@ import queue
 import sys
 import threading
 import time
+import types
 from collections.abc import Iterable, Iterator
 from typing import Any, TextIO, TypeVar
 
@@ -181,3 +182,14 @@ def _is_terminal(file: TextIO) -> bool:
         return file.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+class _CallableModule(types.ModuleType):
+    """``rdispy.progress`` is this module, and calling it calls ``progress`` (what the name
+    meant before it named the module: ``rdispy.progress(futures)`` keeps working)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        return progress(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -7,7 +7,7 @@ import time
 
 import click
 
-from rdispy import processes
+from rdispy import defaults, processes
 from rdispy.server import EmbeddedServer
 
 
@@ -22,7 +22,7 @@ from rdispy.server import EmbeddedServer
 @click.option(
     "--password",
     default=None,
-    envvar="RDISPY_SERVER_PASSWORD",
+    envvar=defaults.ENV_SERVER_PASSWORD,
     help="Require this password (strongly advised off loopback).",
 )
 @click.option(

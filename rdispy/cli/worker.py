@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from rdispy import defaults
 from rdispy.cli import cluster_option, prefix_option, redis_option, require_redis_url, secret_option
 from rdispy.errors import ConfigError
 from rdispy.keys import Keys
@@ -76,7 +77,7 @@ class Size(click.ParamType):  # type: ignore[type-arg]
     "--max-output",
     type=Size(),
     default=None,
-    envvar="RDISPY_MAX_OUTPUT",
+    envvar=defaults.ENV_MAX_OUTPUT,
     show_envvar=True,
     metavar="SIZE",
     help="Characters of a job's stdout, and of its stderr, kept and sent back (default: 1 MiB; "
@@ -98,7 +99,7 @@ class Size(click.ParamType):  # type: ignore[type-arg]
 @click.option(
     "--discover-interface",
     default=None,
-    envvar="RDISPY_DISCOVER_INTERFACE",
+    envvar=defaults.ENV_DISCOVER_INTERFACE,
     show_envvar=True,
     metavar="NAME",
     help="With --discover (which it implies): broadcast on this network interface only, e.g. "
@@ -133,7 +134,6 @@ def worker(
     stop_server_with_owner: bool,
 ) -> None:
     """Run a node: one consumer process per core, serving the cluster's jobs."""
-    from rdispy import defaults
     from rdispy.worker.supervisor import Supervisor, SupervisorConfig
 
     if not redis_url and (discover or discover_interface is not None):

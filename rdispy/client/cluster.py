@@ -101,7 +101,7 @@ class JobCluster:
         self._excluded: list[Any] = []  # deallocated nodes
         self._caps: NodeCaps[DispyJob] = NodeCaps()  # set_node_cpus, and the jobs it holds
         self._known_nodes: dict[str, DispyNode] = {}  # for cluster_status node events
-        self._watch_lock = threading.Lock()  # the listener thread and discover_nodes
+        self._watch_lock = threading.Lock()  # the results thread's checks and discover_nodes
         # NodeAllocate.allocate asked once per (selector, node) until resetup_node: the cores it
         # allows there, and the header fields (its depends, setup_args) of jobs placed there
         self._allocations: dict[tuple[int, str], int] = {}
@@ -432,7 +432,8 @@ class JobCluster:
 
     def _rescue_stranded(self) -> None:
         """Jobs waiting in the stream of a node that has gone: move them to another eligible
-        node, or fail them with NodeLost when they were pinned there (listener thread)."""
+        node, or fail them with NodeLost when they were pinned there (a periodic check, run by
+        the results thread)."""
         placed = [j for j in list(self._pending) if j._selectors is not None]
         if not placed:
             return

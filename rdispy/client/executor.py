@@ -5,15 +5,15 @@ Data flow::
     Executor.submit / map
         |  pickle (cloudpickle), size check, sign          -- caller's thread
         v
-    Dispatcher outbox --pipelined XADD--> <cluster>:jobs (stream)
+    Dispatcher outbox --pipelined XADD (caller or sender thread)--> <cluster>:jobs (stream)
                                               |  consumer group "consumers": each entry to
                                               v  exactly one free consumer
                                   consumer process (one per core, on any node)
                                               |  run, capture stdout/stderr
                                               v  publish + XACK atomically (Lua)
                                   <cluster>:results:<client> (stream)
-                                              |  XREAD, listener thread
-                                              v
+                                              |  XREAD by the caller waiting in result(), or
+                                              v  else by the results thread (see ``reader``)
                                   RemoteFuture.set_result / set_exception
 
 With no URL the executor owns an embedded default (a private server and a local node, see

@@ -20,6 +20,7 @@ import pytest
 
 import rdispy
 from tests.cluster.conftest import HEARTBEAT, TTL, WORKERS, Running
+from tests.faults.ledger import nodes, record
 from tests.helpers import executor
 
 pytestmark = pytest.mark.slow
@@ -29,23 +30,16 @@ JOB = 2.0
 
 
 def ledger_job(ledger: str, tag: int, seconds: float) -> tuple[int, str]:
-    """Append ``tag node pid`` to the ledger, sleep, return (tag, node)."""
-    import os
-    import time
-
+    """Note ``tag`` (with its node and pid) in the ledger, sleep, return (tag, node)."""
     from rdispy import job_context
 
-    node = job_context.current().node
-    with open(ledger, "a") as f:
-        f.write(f"{tag} {node} {os.getpid()}\n")
-    time.sleep(seconds)
-    return tag, node
+    record(ledger, tag, seconds)
+    return tag, job_context.current().node
 
 
 def rows(ledger: Path) -> list[tuple[int, str]]:
-    if not ledger.exists():
-        return []
-    return [(int(t), n) for t, n, _ in (line.split() for line in ledger.read_text().splitlines())]
+    """(tag, node) of each execution, the tags as the ints they were."""
+    return [(int(tag), node) for tag, node in nodes(ledger)]
 
 
 def executions(ledger: Path) -> collections.Counter[int]:

@@ -18,7 +18,6 @@ import logging
 import os
 import random
 import threading
-from pathlib import Path
 from typing import Any
 
 import psutil
@@ -28,6 +27,7 @@ import redis
 import rdispy
 from rdispy import serialization
 from rdispy.keys import CONSUMER_GROUP, Keys
+from tests.faults.ledger import record, tags
 from tests.helpers import DEADLINE, executor, wait_until
 
 pytestmark = pytest.mark.integration
@@ -56,14 +56,8 @@ def sha_and_data(data: bytes) -> tuple[str, bytes]:
 
 
 def note(ledger: str, tag: str, data: bytes = b"") -> str:
-    """A job: append ``tag`` to the ledger (``data`` only gives the job its size)."""
-    with open(ledger, "a") as f:
-        f.write(f"{tag}\n")
-    return tag
-
-
-def ledger_rows(path: Path) -> list[str]:
-    return path.read_text().splitlines() if path.exists() else []
+    """A job: note ``tag`` in the ledger (``data`` only gives the job its size)."""
+    return str(record(ledger, tag))
 
 
 def bytes_pickling_to(size: int, seed: int = 21) -> bytes:
@@ -123,7 +117,7 @@ def test_payload_over_the_limit_is_refused_before_anything_is_written(
         assert data == exact
         # what the refused submits queued (nothing) would have gone out before this one
         assert ex.submit(note, ledger, "after").result(DEADLINE) == "after"
-    assert ledger_rows(tmp_path / "ledger") == ["after"]
+    assert tags(tmp_path / "ledger") == ["after"]
     assert r.xlen(keys.jobs) == 0
     assert r.xpending(keys.jobs, CONSUMER_GROUP)["pending"] == 0
     r.close()
@@ -241,7 +235,7 @@ def test_full_memory_fails_the_submit_clearly_and_half_writes_nothing(
         start_worker(srv.url, 2)
         assert [f.result(DEADLINE) for f in accepted] == [f"job{i}" for i in range(len(accepted))]
         assert ex.submit(note, ledger, "later").result(DEADLINE) == "later"
-    assert sorted(ledger_rows(tmp_path / "ledger")) == sorted(
+    assert sorted(tags(tmp_path / "ledger")) == sorted(
         [f"job{i}" for i in range(len(accepted))] + ["later"]
     )
     r.close()

@@ -17,7 +17,7 @@ import pytest
 from rdispy.keys import Keys
 from tests.conftest import HEARTBEAT
 from tests.faults.figures import ResultCounter, pending_total
-from tests.faults.ledger import executions, rows, wait_rows
+from tests.faults.ledger import executions, record, rows, wait_rows
 from tests.helpers import DEADLINE, executor
 
 pytestmark = pytest.mark.integration
@@ -38,11 +38,9 @@ if _offset:
 
 def note(ledger: str, tag: str, seconds: float, skewed_seconds: float | None = None) -> str:
     """Record the execution; sleep ``skewed_seconds`` instead when run on the skewed node."""
-    with open(ledger, "a") as f:
-        f.write(f"{tag} {os.getpid()}\n")
-    skewed = bool(os.environ.get(OFFSET_VAR))
-    time.sleep(skewed_seconds if skewed and skewed_seconds is not None else seconds)
-    return tag
+    if os.environ.get(OFFSET_VAR) and skewed_seconds is not None:
+        seconds = skewed_seconds
+    return str(record(ledger, tag, seconds))
 
 
 @pytest.mark.parametrize("offset", [3600.0, -3600.0], ids=["ahead-1h", "behind-1h"])

@@ -27,21 +27,14 @@ import rdispy as dispy
 from rdispy.keys import Keys
 from tests.conftest import HEARTBEAT
 from tests.faults.figures import ResultCounter, pending_total
+from tests.faults.ledger import note, record, rows, wait_rows
 from tests.helpers import DEADLINE, wait_until
 
 pytestmark = pytest.mark.integration
 
 
-def ledgered(ledger: str, seconds: float, value: object) -> object:
-    with open(ledger, "a") as f:
-        f.write(f"{value} {os.getpid()}\n")
-    time.sleep(seconds)
-    return value
-
-
 def die(ledger: str, how: str) -> None:
-    with open(ledger, "a") as f:
-        f.write(f"{how} {os.getpid()}\n")
+    note(ledger, how)
     if how == "exit":
         os._exit(7)
     if how == "segfault":
@@ -54,19 +47,6 @@ def die(ledger: str, how: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def rows(path: Path) -> list[list[str]]:
-    return [line.split() for line in path.read_text().splitlines()] if path.exists() else []
-
-
-def wait_rows(path: Path, count: int, timeout: float = 20.0) -> list[list[str]]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if len(rows(path)) >= count:
-            return rows(path)
-        time.sleep(0.02)
-    raise AssertionError(f"ledger has {rows(path)}")
-
-
 @pytest.mark.parametrize("retries,executions", [(2, 2), (0, 1)])
 def test_sigkilled_consumer_job_is_retried_or_fails_clearly(
     redis_url, cluster, start_worker, tmp_path, retries, executions
@@ -74,9 +54,9 @@ def test_sigkilled_consumer_job_is_retried_or_fails_clearly(
     ledger = tmp_path / "ledger"
     start_worker(redis_url, 2)
     with rdispy.Executor(redis_url, cluster=cluster, max_retries=retries) as ex:
-        victim = ex.submit(ledgered, str(ledger), 1.0, "victim")
+        victim = ex.submit(record, str(ledger), "victim", 1.0)
         pid = int(wait_rows(ledger, 1)[0][1])
-        bystanders = [ex.submit(ledgered, str(ledger), 0.05, f"b{i}") for i in range(6)]
+        bystanders = [ex.submit(record, str(ledger), f"b{i}", 0.05) for i in range(6)]
         os.kill(pid, 9)
         if executions == 2:
             assert victim.result(30) == "victim"
@@ -114,7 +94,7 @@ def test_job_that_kills_its_interpreter_stops_after_its_retries(
         poison = ex.submit(die, str(ledger), how)
         wait_rows(ledger, 1)
         figures.fault()
-        bystanders = [ex.submit(ledgered, str(others), 0.05, f"b{i}") for i in range(8)]
+        bystanders = [ex.submit(record, str(others), f"b{i}", 0.05) for i in range(8)]
         with pytest.raises(rdispy.WorkerCrashed, match=cause) as info:
             poison.result(DEADLINE)
         figures.detected()
@@ -148,8 +128,7 @@ def test_sys_exit_in_a_job_is_the_jobs_own_error(redis_url, cluster, start_worke
 
 
 def crash_with_time(ledger: str) -> None:
-    with open(ledger, "a") as f:
-        f.write(f"{time.time()}\n")
+    note(ledger, time.time())
     os._exit(9)
 
 
@@ -163,7 +142,7 @@ def test_poison_job_retries_are_spaced_by_a_growing_backoff(
             ex.submit(crash_with_time, str(ledger)).result(60)
         healthy = [ex.submit(pow, 2, i) for i in range(10)]  # bystanders are unaffected
         assert [f.result(30) for f in healthy] == [2**i for i in range(10)]
-    times = [float(t) for t in ledger.read_text().split()]
+    times = [float(t) for t, _ in rows(ledger)]
     assert len(times) == 3  # max_retries + 1, no crash loop
     gaps = [b - a for a, b in zip(times[:-1], times[1:], strict=True)]
     assert gaps[0] >= 0.5 * 0.9 and gaps[1] >= 1.0 * 0.9  # RETRY_BACKOFF doubling
@@ -178,8 +157,7 @@ def victim_or_bystander(ledger: str, marker: str, tag: str, how: str, seconds: f
     """Note the execution; the victim's first attempt dies ``how`` (self-inflicted ways), or
     waits for the test to signal its consumer (external ways)."""
     first = tag == "victim" and not os.path.exists(marker)
-    with open(ledger, "a") as f:
-        f.write(f"{tag} {os.getpid()}\n")
+    note(ledger, tag)
     if first:
         open(marker, "w").close()
         time.sleep(0.2)
@@ -279,8 +257,7 @@ def test_consumer_dying_mid_job_every_way(
 def hang_in_c(pidfile: str, ledger: str) -> None:
     """Block SIGTERM/SIGINT, start a sleeping grandchild, then spin inside the regex engine (C
     code that never returns to the interpreter, so no Python-level handler could run)."""
-    with open(ledger, "a") as f:
-        f.write(f"hang {os.getpid()}\n")
+    note(ledger, "hang")
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     child = subprocess.Popen(["sleep", "600"])
     Path(pidfile).write_text(str(child.pid))

@@ -6,7 +6,6 @@ in test_executor_contract.py."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +13,7 @@ import redis
 
 import rdispy
 from rdispy.keys import Keys
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -115,7 +115,8 @@ def test_unpicklable_function_or_argument_fails_at_submit_and_writes_nothing(
             ex.submit(lambda: lock).result(0)
         with pytest.raises(rdispy.SerializationError, match="arguments"):
             ex.submit(print, threading.Lock()).result(0)
-        time.sleep(0.2)
+        # nothing was queued for Redis (so nothing is still on its way: no sleep needed)
+        assert not ex._dispatcher._outbox
         assert sorted(client.keys(f"{Keys(cluster).base}:*")) == before
         assert client.xlen(Keys(cluster).jobs) == 0
     with rdispy.Executor(redis_url, cluster=cluster, max_payload=1000) as small:
@@ -148,8 +149,8 @@ def test_redis_holds_only_bounded_state_after_a_run(redis_url, cluster, start_wo
     with rdispy.Executor(redis_url, cluster=cluster) as ex:
         assert len([f.result(30) for f in [ex.submit(abs, -i) for i in range(300)]]) == 300
         results_key = keys.results(ex.client_id)
-        time.sleep(0.3)
-        assert rclient.xlen(results_key) == 0  # collected results are deleted
+        # collected results are deleted (in batches, as the reader goes on: poll, not a sleep)
+        wait_until(lambda: rclient.xlen(results_key) == 0, "the collected results' deletion")
     assert rclient.xlen(keys.jobs) == 0  # acknowledged entries are deleted
     assert rclient.xpending(keys.jobs, "consumers")["pending"] == 0
     streams = {keys.jobs, *(k.decode() for k in rclient.keys(keys.node_jobs("*")))}

@@ -44,6 +44,7 @@ from typing import Any
 import pytest
 
 import rdispy
+from tests.faults.ledger import note, tags
 
 pytestmark = [
     pytest.mark.integration,
@@ -126,8 +127,7 @@ def init_fails() -> None:
 def gated(gate: str, value: object, ledger: str | None = None) -> object:
     """Note in ``ledger`` that the job started, then wait until the file ``gate`` exists."""
     if ledger:
-        with open(ledger, "a") as f:
-            f.write(f"{value}\n")
+        note(ledger, value)
     deadline = time.monotonic() + GATE_TIMEOUT
     while not os.path.exists(gate) and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -147,7 +147,7 @@ class Gate:
         self.path.touch()
 
     def started(self) -> list[str]:
-        return self.ledger.read_text().split() if self.ledger.exists() else []
+        return tags(self.ledger)
 
     def wait_started(self, count: int, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout

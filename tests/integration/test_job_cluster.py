@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import rdispy as dispy
+from tests.faults.ledger import record, tags, wait_rows
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.integration
@@ -150,20 +151,10 @@ def test_provisional_results_reach_executor_futures_in_order(redis_url, cluster,
 def test_cancel_queued_job_never_runs_and_running_job_is_terminated(cluster_args, tmp_path):
     ledger = tmp_path / "ledger"
 
-    def busy(tag, seconds):
-        with open(ledger, "a") as f:
-            f.write(f"{tag} {os.getpid()}\n")
-        time.sleep(seconds)
-        return tag
-
-    with dispy.JobCluster(busy, **cluster_args) as c:
-        running = [c.submit(f"r{i}", 60) for i in range(2)]
-        deadline = time.monotonic() + 20
-        while (
-            not ledger.exists() or len(ledger.read_text().split("\n")) < 3
-        ) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        queued = c.submit("q", 0)
+    with dispy.JobCluster(record, **cluster_args) as c:
+        running = [c.submit(str(ledger), f"r{i}", 60) for i in range(2)]
+        wait_rows(ledger, 2)  # both run
+        queued = c.submit(str(ledger), "q", 0)
         assert c.cancel(queued) == 0
         started = time.monotonic()
         for job in running:
@@ -173,10 +164,10 @@ def test_cancel_queued_job_never_runs_and_running_job_is_terminated(cluster_args
             assert job.status == dispy.DispyJob.Terminated
         assert time.monotonic() - started < 15
         assert queued(timeout=10) is None and queued.status == dispy.DispyJob.Cancelled
-        after = c.submit("after", 0)
+        after = c.submit(str(ledger), "after", 0)
         assert after(timeout=30) == "after"  # replacement consumers serve
-    tags = [line.split()[0] for line in ledger.read_text().splitlines()]
-    assert "q" not in tags and tags.count("r0") == 1
+    ran = tags(ledger)
+    assert "q" not in ran and ran.count("r0") == 1
 
 
 def test_a_stopped_job_gets_a_keyboard_interrupt_and_its_late_return_is_dropped(

@@ -41,7 +41,7 @@ def test_progress_over_remote_futures_yields_each_once_done(redis_url, cluster, 
     out = io.StringIO()
     with executor(redis_url, cluster=cluster) as ex:
         futures = [ex.submit(square, i) for i in range(12)]
-        seen = [f for f in rdispy.progress(futures, desc="squares", file=out)]
+        seen = [f for f in rdispy.progress.progress(futures, desc="squares", file=out)]
         assert all(f.done() for f in seen) and sorted(f.result() for f in seen) == [
             i * i for i in range(12)
         ]
@@ -52,7 +52,7 @@ def test_job_cluster_jobs_with_progress(redis_url, cluster, start_worker, capfd)
     start_worker(redis_url, 2)
     with rdispy.JobCluster(square, redis_url=redis_url, cluster=cluster) as jc:
         jobs = [jc.submit(i) for i in range(6)]
-        ended = list(rdispy.progress(jobs, file=io.StringIO()))
+        ended = list(rdispy.progress.progress(jobs, file=io.StringIO()))
         assert sorted(job.result for job in ended) == [i * i for i in range(6)]
         assert all(job.status == rdispy.DispyJob.Finished for job in ended)
         more = [jc.submit(i) for i in range(10)]

@@ -10,10 +10,12 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, as_completed, wait
 from concurrent.futures import TimeoutError as FuturesTimeout
+from pathlib import Path
 
 import pytest
 
 import rdispy
+from tests.faults.ledger import gated, wait_rows
 
 pytestmark = pytest.mark.integration
 
@@ -45,16 +47,18 @@ def test_a_caller_waiting_in_turn_reads_its_own_results(embedded: rdispy.Executo
     assert threads.count(threading.current_thread().name) >= 30, threads
 
 
-def test_a_reading_caller_resolves_other_futures_as_they_come(embedded: rdispy.Executor) -> None:
-    slow = embedded.submit(nap, 1.5, "slow")
-    quick = embedded.submit(nap, 0.05, "quick")
-    fired: list[float] = []
-    quick.add_done_callback(lambda _: fired.append(time.monotonic()))
+def test_a_reading_caller_resolves_other_futures_as_they_come(
+    embedded: rdispy.Executor, tmp_path: Path
+) -> None:
+    """The slow job ends only once the quick one's future is resolved (its callback opens the
+    gate), so the slow result comes only if the quick one was resolved while this thread
+    waited for the slow one, not after it."""
+    gate = tmp_path / "gate"
+    slow = embedded.submit(gated, str(tmp_path / "ledger"), "slow", str(gate))
+    quick = embedded.submit(add, 1, 1)
+    quick.add_done_callback(lambda _: gate.touch())
     assert slow.result(timeout=30) == "slow"
-    returned = time.monotonic()
-    assert quick.result(timeout=0) == "quick"
-    # the quick one was resolved while this thread waited for the slow one, not after it
-    assert fired and fired[0] < returned - 0.5, (fired, returned)
+    assert quick.result(timeout=0) == 2
 
 
 def test_callbacks_and_as_completed_right_after_a_caller_read(embedded: rdispy.Executor) -> None:
@@ -89,14 +93,22 @@ def test_threads_waiting_at_once_all_get_their_results(embedded: rdispy.Executor
     assert failures == []
 
 
-def test_a_timeout_while_reading_is_the_timeout_asked_for(embedded: rdispy.Executor) -> None:
-    future = embedded.submit(nap, 1.0, "late")
+def test_a_timeout_while_reading_is_the_timeout_asked_for(
+    embedded: rdispy.Executor, tmp_path: Path
+) -> None:
+    """The job cannot end before the gate opens, so only the timeout can end the wait; it ends
+    once the time asked for has passed, and before twice that (the bound this test is about)."""
+    gate = tmp_path / "gate"
+    future = embedded.submit(gated, str(tmp_path / "ledger"), "late", str(gate))
+    wait_rows(tmp_path / "ledger", 1)  # running: a reader blocks on the stream for its result
     started = time.monotonic()
     with pytest.raises(FuturesTimeout):
-        future.result(timeout=0.3)
-    assert time.monotonic() - started < 0.9  # not twice the timeout
+        future.result(timeout=1.0)
+    waited = time.monotonic() - started
+    assert 1.0 <= waited < 2.0, waited  # not twice the timeout
     with pytest.raises(FuturesTimeout):
         future.exception(timeout=0)
+    gate.touch()
     assert future.result(timeout=30) == "late"
 
 

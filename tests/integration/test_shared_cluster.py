@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import rdispy as dispy
+from tests.faults.ledger import record, tags
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,17 +150,11 @@ def test_cancel_reaches_a_job_waiting_in_the_fair_queue(redis_url, cluster, star
     start_worker(redis_url, 1)
     ledger = tmp_path / "ledger"
 
-    def note(tag, seconds):
-        with open(ledger, "a") as f:
-            f.write(f"{tag}\n")
-        time.sleep(seconds)
-        return tag
-
-    with dispy.SharedJobCluster(note, redis_url=redis_url, cluster=cluster) as c:
-        blockers = [c.submit(f"b{i}", 0.5) for i in range(4)]
-        victim = c.submit("victim", 0)
+    with dispy.SharedJobCluster(record, redis_url=redis_url, cluster=cluster) as c:
+        blockers = [c.submit(str(ledger), f"b{i}", 0.5) for i in range(4)]
+        victim = c.submit(str(ledger), "victim", 0)
         assert c.cancel(victim) == 0
         assert victim(timeout=30) is None and victim.status == dispy.DispyJob.Cancelled
         assert [job(timeout=30) for job in blockers] == [f"b{i}" for i in range(4)]
-    ran = ledger.read_text().split()
+    ran = tags(ledger)
     assert "victim" not in ran and sorted(ran) == [f"b{i}" for i in range(4)]

@@ -15,6 +15,7 @@ from rdispy import defaults
 from rdispy.nodes import live_nodes
 from rdispy.server import EmbeddedServer, free_port
 from tests.conftest import HEARTBEAT
+from tests.faults.ledger import record, rows, wait_rows
 
 pytestmark = pytest.mark.integration
 
@@ -30,9 +31,7 @@ def wait_until(predicate, timeout: float = 10.0, what: str = "condition"):
 
 
 def record_start(path: str, seconds: float) -> int:
-    with open(path, "a") as f:
-        f.write(f"{os.getpid()}\n")
-    time.sleep(seconds)
+    record(path, "start", seconds)
     return os.getpid()
 
 
@@ -79,14 +78,14 @@ def test_sigterm_drains_running_jobs_and_deregisters(
     worker = start_worker(redis_url, 1)
     with rdispy.Executor(redis_url, cluster=cluster) as ex:
         running = ex.submit(record_start, str(ledger), 1.5)
-        wait_until(lambda: ledger.exists() and ledger.read_text(), what="job start")
+        wait_rows(ledger, 1)  # the job started
         queued = ex.submit(record_start, str(ledger), 0)
         os.kill(worker.pid, signal.SIGTERM)
         assert running.result(30) > 0  # the running job finishes and its result arrives
         assert worker.proc.wait(15) == 0
         assert not rclient.exists(keys.node(worker.name))
         assert not queued.done()  # no new job was taken while draining
-        assert len(ledger.read_text().split()) == 1
+        assert len(rows(ledger)) == 1
         second = start_worker(redis_url, 1, "node-late")
         assert queued.result(30) in {p.pid for p in psutil.Process(second.pid).children()}
 

@@ -58,3 +58,11 @@ def test_a_node_job_stream_reads_back_as_its_node():
     assert keys.node_of_jobs(keys.node_jobs("gpu-1.lan")) == "gpu-1.lan"
     for other in (keys.jobs, keys.node("n1"), keys.fair_queue("n1"), "", Keys("d").node_jobs("n")):
         assert keys.node_of_jobs(other) is None
+
+
+def test_the_key_table_gives_node_records_the_ttl_heartbeats_set() -> None:
+    from rdispy import defaults, keys
+
+    table = keys.__doc__ or ""
+    node_row = next(line for line in table.splitlines() if line.startswith("``node:<name>``"))
+    assert node_row.rstrip().endswith(f"{defaults.HEARTBEATS_MISSED} heartbeats"), node_row

@@ -24,7 +24,7 @@ def test_progress_yields_futures_as_they_complete_with_plain_lines():
     order = [3, 7, 0, 9, 1, 2, 4, 5, 6, 8]
     for i in order[:2]:
         futures[i].set_result(i)  # done before iteration: yielded first
-    completed = rdispy.progress(futures, desc="jobs", file=out)
+    completed = rdispy.progress.progress(futures, desc="jobs", file=out)
     seen = [next(completed).result(), next(completed).result()]
     for i in order[2:]:
         threading.Timer(0.01 * i, futures[i].set_result, (i,)).start()
@@ -68,7 +68,7 @@ def test_a_terminal_gets_a_tqdm_bar():
 def test_progress_iterates_dispy_jobs_once_their_status_is_set():
     jobs = [DispyJob(i, (), {}) for i in range(3)]
     out = io.StringIO()
-    completed = rdispy.progress(jobs, file=out, desc="d")
+    completed = rdispy.progress.progress(jobs, file=out, desc="d")
 
     def end(job: DispyJob) -> None:
         job.status = DispyJob.Finished
@@ -93,7 +93,9 @@ def test_a_dispy_job_runs_a_callback_added_after_it_ended():
 def test_progress_works_with_standard_executors_and_refuses_other_things():
     with ThreadPoolExecutor(2) as pool:
         futures = [pool.submit(pow, 2, i) for i in range(5)]
-        assert sorted(f.result() for f in rdispy.progress(futures, file=io.StringIO())) == [
+        assert sorted(
+            f.result() for f in rdispy.progress.progress(futures, file=io.StringIO())
+        ) == [
             1,
             2,
             4,
@@ -101,4 +103,4 @@ def test_progress_works_with_standard_executors_and_refuses_other_things():
             16,
         ]
     with pytest.raises(TypeError, match="futures or DispyJob"):
-        rdispy.progress([1, 2])
+        rdispy.progress.progress([1, 2])
