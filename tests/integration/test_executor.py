@@ -116,7 +116,7 @@ def test_unpicklable_function_or_argument_fails_at_submit_and_writes_nothing(
         with pytest.raises(rdispy.SerializationError, match="arguments"):
             ex.submit(print, threading.Lock()).result(0)
         # nothing was queued for Redis (so nothing is still on its way: no sleep needed)
-        assert not ex._dispatcher._outbox
+        assert not ex._dispatcher.sender.outbox
         assert sorted(client.keys(f"{Keys(cluster).base}:*")) == before
         assert client.xlen(Keys(cluster).jobs) == 0
     with rdispy.Executor(redis_url, cluster=cluster, max_payload=1000) as small:
