@@ -176,19 +176,25 @@ def test_dispy_longrun_example_cancels_running_jobs(examples, tmp_path, how):
     text = script.read_text()
     marker = "        except KeyboardInterrupt:  # job being terminated\n"
     assert marker in text
-    # the one addition: the job's handler leaves a mark, so that the test sees it ran
+    # the one addition: the job leaves a mark when it starts and when its handler runs, so that
+    # the test quits once the jobs run and sees the handlers ran
+    mark = f"open({str(tmp_path)!r} + '/%s-%d' % ({{}}, os.getpid()), 'w')"
     script.write_text(
-        text.replace(
-            marker,
-            marker
-            + f"            open({str(tmp_path)!r} + '/interrupted-%d' % os.getpid(), 'w')\n",
-        ).replace("    import time, random\n", "    import time, random, os\n", 1)
+        text.replace(marker, marker + "            " + mark.format("'interrupted'") + "\n").replace(
+            "    import time, random\n",
+            "    import time, random, os\n    " + mark.format("'started'") + "\n",
+            1,
+        )
     )
     console = dispy_examples.Console(script)
     try:
         console.wait_for(r"^Allocate node for compute: 127\.0\.0\.1 / \S+ / \d+$")
         console.wait_for(r"node 127\.0\.0\.1 initialized with \d+ cpus$")
-        time.sleep(0.5)  # the jobs start
+        cpus = int(re.findall(r"initialized with (\d+) cpus", console.output)[0])
+        deadline = time.monotonic() + 30
+        while len(list(tmp_path.glob("started-*"))) < min(cpus, 2):  # the jobs run
+            assert time.monotonic() < deadline, "the jobs did not start"
+            time.sleep(0.05)
         if how == "quit":
             console.type("quit")
         else:
@@ -199,7 +205,6 @@ def test_dispy_longrun_example_cancels_running_jobs(examples, tmp_path, how):
     assert run.returncode == 0, str(run)
     # (after the input prompt, which ends without a newline)
     assert re.search(r"best estimate: 0$", run.stdout, re.M), str(run)  # none Finished
-    cpus = int(re.findall(r"initialized with (\d+) cpus", run.stdout)[0])
     marks = list(tmp_path.glob("interrupted-*"))
     assert len(marks) == min(cpus, 2), f"{marks}\n{run}"
 
