@@ -42,7 +42,8 @@ from rdispy.errors import NodeNameInUse, RdispyError
 from rdispy.keys import Keys
 from rdispy.nodes import NodeRecord, address_seen_by, deregister, heartbeat, live_nodes
 from rdispy.streams import ConsumerName, ensure_group
-from rdispy.worker.consumer import ConsumerConfig, consumer_main
+from rdispy.worker.config import ConsumerConfig
+from rdispy.worker.consumer import consumer_main
 from rdispy.worker.recovery import Recoverer
 from rdispy.worker.slots import ClosedSessions, Slots
 
