@@ -11,15 +11,20 @@ A setup function runs once per consumer process (each keeps its own globals), se
 the node by ``setup_lock`` so that a setup that reads and then deletes a dependency file (as
 dispy's ``replace_inmem`` example does) finds it each time.  ``setup_ok`` is dispy's reading
 of setup's return value: 0 (or None), 1 and 2 are success, anything else fails the node.
+
+``share_namespace`` and ``in_namespace`` give a session's dependencies, setup and cleanup the
+computation's globals, one namespace as on a dispynode.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import logging
 import os
-from collections.abc import Iterator
+import types
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -97,3 +102,28 @@ def setup_lock(folder: Path) -> Iterator[None]:
 def remove_lock(folder: Path) -> None:
     with contextlib.suppress(OSError):
         os.unlink(folder / ".rdispy-setup.lock")
+
+
+def share_namespace(namespace: dict[str, Any], names: dict[str, Any]) -> None:
+    """Put the session's (and the job's) dependencies into the computation's globals, each
+    function among them rebound to those globals: one namespace, as on a dispynode, so that a
+    dependency sees ``dispy_node_name`` and the other dependencies (what each function brought
+    along is kept)."""
+    for name, value in names.items():
+        if isinstance(value, types.FunctionType) and value.__globals__ is not namespace:
+            for key, item in value.__globals__.items():
+                namespace.setdefault(key, item)
+            value = names[name] = in_namespace(value, namespace)  # once per session here
+        namespace[name] = value
+
+
+def in_namespace(fn: Callable[..., Any], namespace: dict[str, Any]) -> Callable[..., Any]:
+    """``fn`` rebound to the computation's globals, so that a dispy setup's ``global x``
+    defines ``x`` for the computation (functools.partial setups included)."""
+    if isinstance(fn, functools.partial):
+        return functools.partial(in_namespace(fn.func, namespace), *fn.args, **fn.keywords)
+    if isinstance(fn, types.FunctionType):
+        return types.FunctionType(
+            fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__
+        )
+    return fn

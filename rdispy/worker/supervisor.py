@@ -22,9 +22,7 @@ it rests on Redis TTLs and, within a host, on the monotonic clock.
 
 from __future__ import annotations
 
-import collections
 import contextlib
-import itertools
 import logging
 import os
 import signal
@@ -38,11 +36,15 @@ from typing import Any
 import redis
 
 from rdispy import connection, defaults, handoff, processes, wire
-from rdispy.errors import NodeNameInUse, RdispyError
 from rdispy.keys import Keys
-from rdispy.nodes import NodeRecord, address_seen_by, deregister, heartbeat, live_nodes
+from rdispy.nodes import NodeRecord, address_seen_by, deregister
 from rdispy.streams import ConsumerName, ensure_group
-from rdispy.worker.consumer import ConsumerConfig, consumer_main
+from rdispy.worker.config import ConsumerConfig
+from rdispy.worker.consumer import consumer_main
+from rdispy.worker.control import ControlReader
+from rdispy.worker.heartbeat import Heartbeat
+from rdispy.worker.lease import NameLease
+from rdispy.worker.limits import JobLimits
 from rdispy.worker.recovery import Recoverer
 from rdispy.worker.slots import ClosedSessions, Slots
 
@@ -58,13 +60,6 @@ class _Child:
     name: str
     pid: int
     started: float
-
-
-@dataclass
-class _Kill:
-    cause: str  # "timeout" or "cancel"
-    why: str
-    sigkill_at: float
 
 
 @dataclass
@@ -86,6 +81,9 @@ class SupervisorConfig:
 
 
 class Supervisor:
+    """The node: its consumers' lifecycle, with the limits, control stream, name lease and
+    heartbeat each in a part of its own."""
+
     def __init__(self, config: SupervisorConfig) -> None:
         self.config = config
         self.keys = config.keys
@@ -99,19 +97,33 @@ class Supervisor:
         self.stopping = 0
         self._respawn_at: dict[int, float] = {}
         self._quick_failures: dict[int, int] = {}  # consecutive deaths within 1 s of start
-        self._registered = False
-        self._fenced_seen = 0  # dropped results already accounted for
-        # when our heartbeats succeeded (monotonic), to tell a lost node from a Redis outage
-        self._beats: collections.deque[float] = collections.deque(
-            maxlen=4 * defaults.HEARTBEATS_MISSED
+        self.limits = JobLimits(
+            self.slots, self.children, config.name, config.kill_grace, config.memory_limit
         )
-        self._kills: dict[int, _Kill] = {}  # slot -> why its consumer is being stopped
+        self.control = ControlReader(
+            self.client,
+            self.keys,
+            self.signer,
+            config.name,
+            on_close=self.closed_sessions.add,
+            on_drain=lambda: self._begin_drain("a drain request"),
+            on_cancel=self.limits.cancel,
+        )
+        self.lease = NameLease(self.recoverer.scripts, self.keys, self.record, config.heartbeat)
+        self.heartbeats = Heartbeat(
+            self.client,
+            self.keys,
+            self.signer,
+            self.record,
+            self.slots,
+            self.children,
+            self.recoverer,
+            self.lease,
+            config.heartbeat,
+        )
         # dead consumers whose entries wait out a retry pause, or for Redis to be reachable:
         # (due, consumer, running, why, cause, final, attempt record)
         self._deferred: list[tuple[float, str, bytes, str, str, bool, dict[str, Any] | None]] = []
-        self._control_last: bytes | None = None  # last control message seen
-        self._lease_held = ""  # the value our name lease holds ("" before we took it)
-        self._name_taken_by: str | None = None  # another worker holds our name now
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in config.name)
         self.workdir = config.workdir or Path(tempfile.gettempdir()) / f"rdispy-node-{safe}"
 
@@ -142,7 +154,7 @@ class Supervisor:
         if self.stopping:
             return 0
         ensure_group(self.client, self.keys, self.config.name)
-        self._take_name()
+        self.lease.take(lambda: self.stopping > 0, self.waker.wait)
         if self.stopping:
             return 0
         settled = self.recoverer.settle_predecessors(self.config.name, self.record.incarnation)
@@ -167,7 +179,7 @@ class Supervisor:
         while not self.stopping:
             if self._owner_gone():
                 return self._owner_died()
-            if self._name_taken_by is not None:
+            if self.lease.taken_by is not None:
                 return self._name_lost()
             self._reap()
             self._respawn_due()
@@ -175,7 +187,7 @@ class Supervisor:
             self._settle_deferred()
             if time.monotonic() >= next_beat:
                 self._beat()
-                self._settle_lost_nodes()
+                self.heartbeats.settle_lost_nodes()
                 next_beat = time.monotonic() + self.config.heartbeat
             self.waker.wait(max(0.0, min(TICK, next_beat - time.monotonic())))
         return self._drain()
@@ -186,7 +198,7 @@ class Supervisor:
     def _owner_died(self) -> int:
         log.warning("node %s: owner %s is gone; stopping", self.config.name, self.config.owner_pid)
         self._kill_all()
-        self._release_name()
+        self.lease.release()
         with contextlib.suppress(OSError):
             handoff.sweep()
         if self.config.stop_server_with_owner:
@@ -199,7 +211,7 @@ class Supervisor:
             "node %s: another worker (%s) took over this node name while we were cut off from "
             "Redis; stopping our consumers and exiting (their late results are dropped)",
             self.config.name,
-            self._name_taken_by,
+            self.lease.taken_by,
         )
         self._kill_all()
         return 1
@@ -226,7 +238,7 @@ class Supervisor:
         self._settle_deferred(everything=True)
         with contextlib.suppress(redis.RedisError):
             deregister(self.client, self.keys, self.record)
-        self._release_name()
+        self.lease.release()
         log.info("node %s: drained and deregistered", self.config.name)
         return 0
 
@@ -266,7 +278,7 @@ class Supervisor:
             del self.children[slot]
             how = processes.describe_status(status)
             clean = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
-            if not (clean and (self.stopping or slot in self._kills)):  # else it was told to
+            if not (clean and (self.stopping or self.limits.stopping(slot))):  # else it was told to
                 log.warning(
                     "node %s: consumer %s (pid %d) died: %s",
                     self.config.name,
@@ -277,7 +289,7 @@ class Supervisor:
             current = self.slots.running(slot)
             running = current.entry_id if current else b"-"
             self.slots.clear(slot)
-            kill = self._kills.pop(slot, None)
+            kill = self.limits.ended(slot)
             why = f"consumer pid {child.pid} on node {self.config.name} {how}"
             attempt = {
                 "node": self.config.name,
@@ -377,196 +389,17 @@ class Supervisor:
     def _enforce_limits(self) -> None:
         """Stop jobs past their timeout, over their memory limit or cancelled by their client;
         escalate to SIGKILL.  Times are this host's monotonic clock (the consumer's too)."""
-        now = time.monotonic()
-        busy = any(self.slots.running(slot) for slot in self.children)
-        rss = processes.group_rss() if self.config.memory_limit is not None and busy else {}
-        for slot, child in self.children.items():
-            current = self.slots.running(slot)
-            if slot in self._kills:
-                if now >= self._kills[slot].sigkill_at:
-                    processes.kill_group(child.pid, signal.SIGKILL)
-            elif current and current.timeout and now - current.started > current.timeout:
-                self._stop_job(slot, "timeout", f"ran past its timeout of {current.timeout:g}s")
-            elif current and rss.get(child.pid, 0) > (self.config.memory_limit or 0):
-                why = (
-                    f"used {rss[child.pid]:,} bytes (with the processes it started), over the "
-                    f"memory limit of {self.config.memory_limit:,} bytes per consumer"
-                )
-                self._stop_job(slot, "memory", why, grace=0.0)
+        self.limits.enforce()
         try:
-            self._read_control()
+            self.control.read()
         except redis.RedisError as exc:
             log.debug("node %s: control stream unreadable: %s", self.config.name, exc)
 
-    def _read_control(self) -> None:
-        if self._control_last is None:  # start after whatever was sent before we came up
-            newest: Any = self.client.xrevrange(self.keys.control, count=1)
-            self._control_last = newest[0][0] if newest else b"0-0"
-        reply: Any = self.client.xread({self.keys.control: self._control_last}, count=100)
-        for eid, fields in reply[0][1] if reply else []:
-            self._control_last = eid
-            try:
-                self.signer.verify(self.keys.control, fields)
-            except RdispyError as exc:
-                self._refuse_control(eid, fields, str(exc))
-                continue
-            if fields.get(b"op") == b"close":
-                session = fields.get(b"session", b"").decode()
-                if session.isalnum():
-                    self.closed_sessions.add(session, fields.get(b"rm") == b"1")
-            elif fields.get(b"op") == b"drain":
-                if fields.get(b"node", b"").decode(errors="replace") == self.config.name:
-                    self._begin_drain("a drain request")
-            elif fields.get(b"op") == b"cancel":
-                job_id = fields.get(b"id", b"").decode()
-                for slot in list(self.children):
-                    current = self.slots.running(slot)
-                    if current and current.job_id == job_id and slot not in self._kills:
-                        self._stop_job(slot, "cancel", "cancelled while running")
-
-    def _refuse_control(self, eid: bytes, fields: dict[bytes, bytes], reason: str) -> None:
-        """Log, count and dead-letter a control message without a valid signature.  It stays in
-        the (capped) control stream: every node reads it and refuses it on its own."""
-        log.error(
-            "node %s: ignoring control message %s: %s", self.config.name, eid.decode(), reason
-        )
-        pipe = self.client.pipeline(transaction=True)
-        pipe.xadd(
-            self.keys.dead_letters,
-            {
-                b"entry": eid,
-                b"stream": self.keys.control.encode(),
-                b"reason": reason.encode(),
-                b"node": self.config.name.encode(),
-                b"id": fields.get(b"id", b"")[:200],
-            },
-            maxlen=1000,
-            approximate=True,
-        )
-        pipe.hincrby(self.keys.counters, "control-refused", 1)
-        pipe.execute()
-
-    def _stop_job(self, slot: int, cause: str, why: str, grace: float | None = None) -> None:
-        child = self.children[slot]
-        current = self.slots.running(slot)
-        job = current.job_id if current else "?"
-        log.warning(
-            "node %s: job=%s %s; stopping consumer pid %d", self.config.name, job, why, child.pid
-        )
-        pause = self.config.kill_grace if grace is None else grace
-        if pause:
-            self.slots.request_stop(slot)
-        self._kills[slot] = _Kill(
-            cause, f"{why} on node {self.config.name}", time.monotonic() + pause
-        )
-        processes.kill_group(child.pid, signal.SIGTERM if pause else signal.SIGKILL)
-
     # -- heartbeats ----------------------------------------------------------------------------
 
-    def _lease_value(self) -> str:
-        return f"{self.record.incarnation} {self.record.host} {os.getpid()}"
-
-    def _lease(self, previous: str = "", ttl: float | None = None) -> tuple[str, int] | None:
-        """Take, refresh (``ttl`` None: the heartbeat TTL) or release (0) our name's lease;
-        None when we hold it, else who does and for how many more milliseconds."""
-        ttl = self.config.heartbeat * defaults.HEARTBEATS_MISSED if ttl is None else ttl
-        value = self._lease_value()
-        reply: Any = self.recoverer.scripts.lease(
-            keys=[self.keys.lease(self.config.name)], args=[value, previous, int(ttl * 1000)]
-        )
-        if int(reply[0]) == 1:
-            self._lease_held = value if ttl else ""
-            return None
-        holder = reply[1]
-        holder = holder.decode(errors="replace") if isinstance(holder, bytes) else str(holder)
-        return holder, int(reply[2])
-
-    def _take_name(self) -> None:
-        """Take our node name's lease.  If another worker holds it, wait until its lease lapses
-        (it crashed: we take over) or is refreshed (it is alive: NodeNameInUse)."""
-        held = self._lease()
-        if held is None:
-            return
-        first, last_ttl = held
-        log.warning(
-            "node %s: name held by %s; waiting up to %.1fs for its lease to lapse",
-            self.config.name,
-            first,
-            last_ttl / 1000,
-        )
-        # a lease outliving a whole TTL of waiting (or one without a TTL) is held by a live worker
-        give_up = time.monotonic() + self.config.heartbeat * (defaults.HEARTBEATS_MISSED + 1)
-        while not self.stopping:
-            self.waker.wait(self.config.heartbeat / 4)
-            held = self._lease()
-            if held is None:
-                log.info(
-                    "node %s: the previous holder's lease lapsed; taking over", self.config.name
-                )
-                return
-            holder, ttl = held
-            if holder != first or ttl > last_ttl or time.monotonic() > give_up:  # it lives
-                raise NodeNameInUse(
-                    f"node name {self.config.name!r} is in use by a live worker ({holder}: "
-                    "incarnation, host, pid); stop it or pick another --name"
-                )
-            last_ttl = ttl
-
-    def _release_name(self) -> None:
-        if self._lease_held:
-            with contextlib.suppress(redis.RedisError):
-                self._lease(ttl=0)
-
     def _beat(self) -> None:
-        with contextlib.suppress(OSError):
-            handoff.sweep()  # handoff folders of crashed clients on this host
-        try:
-            held = self._lease(self._lease_held)
-        except redis.RedisError as exc:
-            log.warning("node %s: lease refresh failed: %s", self.config.name, exc)
-            held = None
-        if held is not None:
-            self._name_taken_by = held[0]
-            return
-        try:
-            known = heartbeat(
-                self.client,
-                self.keys,
-                self.record,
-                self.slots.weight_total(),
-                self.slots.done(),
-                self.config.heartbeat * defaults.HEARTBEATS_MISSED,
-                self.signer,
-            )
-        except redis.RedisError as exc:
-            log.warning("node %s: heartbeat failed: %s", self.config.name, exc)
-            return
-        self._beats.append(time.monotonic())
-        fenced = self.slots.fenced_total()  # results dropped since the last beat: jobs taken
-        dropped, self._fenced_seen = fenced > self._fenced_seen, fenced
-        # A dropped result means a job of ours was taken over: we were declared dead, even if
-        # the beat that found our record gone came before our consumers tried to publish.
-        if (
-            self._registered
-            and not self.stopping
-            and (dropped or (not known and self._jobs_taken_over()))
-        ):
+        if self.heartbeats.beat(stopping=bool(self.stopping)):
             self._reincarnate()
-            return
-        self._registered = True
-
-    def _jobs_taken_over(self) -> bool:
-        """Our record had gone (a partition, or a Redis that was frozen, unreachable or
-        restarted): were we declared dead, that is, does another consumer now own a job one of
-        ours is running?  If not, this beat has re-registered us and nothing needs redoing."""
-        streams = (self.keys.jobs, self.keys.node_jobs(self.config.name))
-        for slot, child in self.children.items():
-            current = self.slots.running(slot)
-            if current and not any(
-                self.recoverer.still_owns(child.name, s, current.entry_id) for s in streams
-            ):
-                return True
-        return False
 
     def _reincarnate(self) -> None:
         old = self.record.incarnation
@@ -583,35 +416,7 @@ class Supervisor:
             self.slots.clear(slot)
             del self.children[slot]
             self._spawn(slot)
-        self._registered = False  # the next beat registers the new incarnation
+        self.heartbeats.registered = False  # the next beat registers the new incarnation
         with contextlib.suppress(redis.RedisError):
             ensure_group(self.client, self.keys, self.config.name)
             self._beat()
-
-    def _lost_node_grace(self) -> float:
-        """How long a node must stay out of the live records before its jobs are taken.  When
-        Redis was frozen or unreachable, every record expires at once as it resumes, so then
-        live nodes get a whole TTL to re-register.  When our own heartbeats went through, each
-        on time, for longer than a TTL, Redis was there all along and a missing record means a
-        lost node: one heartbeat is enough (a frozen node's jobs move about a TTL sooner)."""
-        beat = self.config.heartbeat
-        ttl = beat * defaults.HEARTBEATS_MISSED
-        now = time.monotonic()
-        window = [t for t in self._beats if now - t <= ttl + 2 * beat]
-        steady = (
-            bool(window)
-            and now - window[-1] <= 1.5 * beat
-            and window[0] <= now - ttl  # the window is covered, from its start
-            and all(b - a <= 1.5 * beat for a, b in itertools.pairwise(window))
-        )
-        return beat if steady else ttl
-
-    def _settle_lost_nodes(self) -> None:
-        try:
-            live = {
-                n["name"]: n.get("incarnation", "")
-                for n in live_nodes(self.client, self.keys, self.signer)
-            }
-            self.recoverer.settle_lost_nodes(live, self._lost_node_grace())
-        except redis.RedisError as exc:
-            log.warning("node %s: lost-node scan failed: %s", self.config.name, exc)
