@@ -10,7 +10,6 @@ and files.  Status callbacks run in one thread per cluster, in the order of each
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import logging
 import os
@@ -19,30 +18,25 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-from rdispy import avail, defaults, serialization, wire
+from rdispy import defaults, serialization, wire
 from rdispy.client.dispatcher import Dispatcher
-from rdispy.client.dispy_job import ClusterStatus, DispyJob, DispyNode, exception_text
+from rdispy.client.dispy_job import ClusterStatus, DispyJob, DispyNode, exception_text, wait_jobs
+from rdispy.client.dispy_nodes import NodeManagement
 from rdispy.client.dispy_reports import JobReports
 from rdispy.client.future import RemoteFuture
 from rdispy.client.local_cluster import LocalCluster
 from rdispy.client.placing import NodeCaps, NodeLoads
-from rdispy.errors import ConfigError, JobTerminated, NodeLost, NoNodesError, WorkerCrashed
+from rdispy.client.session_files import SessionFiles
+from rdispy.errors import JobTerminated, NodeLost, WorkerCrashed
 from rdispy.keys import Keys
-from rdispy.nodes import live_nodes
-from rdispy.programs import run_program, run_program_collect
-from rdispy.progress import Progress
 from rdispy.scheduler import placement
-from rdispy.scheduler.placement import NodeLoad
-from rdispy.wire import check_file_name
 
 log = logging.getLogger(__name__)
 
 
-class JobCluster:
+class JobCluster(NodeManagement):
     """Distribute ``computation`` over the cluster's nodes (dispy's arguments and meanings).
 
     Arguments dispy uses for its own networking (``ip_addr``, ``port``, ``node_port``,
@@ -171,18 +165,18 @@ class JobCluster:
         )
         if self._local is not None:
             self._await_local_node()
-        self._function, files, names = self._computation(computation)
+        self._shipped = SessionFiles(self._dispatcher.upload_blob, self._collect_files)
+        self._function = self._shipped.computation(computation)
+        self._program = self._shipped.program
         self._header: dict[str, object] = {"cl": self.session}
         if self._program:  # the monitor shows the program, not the function that starts it
             self._header["fq"] = wire.program_label(self._program)
         if self.job_status or self.cluster_status:
             self._header["ev"] = 1  # nodes report each job's start only when someone listens
         for item in depends:
-            self._depend(item, files, names)
-        self._files, self._names = files, names
-        if files or names:
-            manifest = serialization.dumps({"files": files, "globals": names}, "depends")
-            self._header["dp"] = self._dispatcher.upload_blob(manifest)
+            self._shipped.add(item)
+        if self._shipped.files or self._shipped.names:
+            self._header["dp"] = self._shipped.manifest()
         if setup is not None:
             self._header["su"] = self._dispatcher.upload_blob(serialization.dumps(setup, "setup"))
         if callable(self._cleanup):
@@ -199,53 +193,6 @@ class JobCluster:
         if self.cluster_status:
             self._watch_nodes()
             self._dispatcher.periodic.append(self._watch_nodes)
-
-    def _await_local_node(self, timeout: float = 10.0) -> None:
-        """The embedded default's node registers within a moment; wait for it, so that
-        ``nodes()`` and ``submit_node`` see it as a dispy program expects."""
-        deadline = time.monotonic() + timeout
-        while not live_nodes(
-            self._dispatcher.client, self._dispatcher.keys, self._dispatcher.signer
-        ):
-            if time.monotonic() > deadline:
-                raise NoNodesError(f"the local node did not register within {timeout:g}s")
-            time.sleep(0.01)
-
-    # -- building the session ------------------------------------------------------------------
-
-    def _computation(
-        self, computation: Callable[..., Any] | str
-    ) -> tuple[Callable[..., Any], list[Any], dict[str, Any]]:
-        if callable(computation):
-            return computation, [], {}
-        path = Path(computation)
-        if not path.is_file():
-            raise ConfigError(
-                f"computation {computation!r} is neither a function nor a program file"
-            )
-        name = check_file_name(path.name)
-        self._program = name
-        runner = run_program_collect if self._collect_files else run_program
-        return runner, [self._file_entry(path)], {}
-
-    def _file_entry(self, path: Path) -> tuple[str, str, int]:
-        data = path.read_bytes()
-        return (check_file_name(path.name), self._dispatcher.upload_blob(data), path.stat().st_mode)
-
-    def _depend(self, item: Any, files: list[Any], names: dict[str, Any]) -> None:
-        if isinstance(item, (str, os.PathLike)):
-            files.append(self._file_entry(Path(item)))
-        elif isinstance(item, ModuleType):
-            source = getattr(item, "__file__", None)
-            if not source or Path(source).name == "__init__.py":
-                raise ConfigError(f"module {item.__name__} in depends must be a single .py file")
-            files.append(self._file_entry(Path(source)))
-        elif inspect.isfunction(item) or inspect.isclass(item):
-            names[item.__name__] = item
-        else:
-            raise ConfigError(
-                f"cannot send {item!r} in depends: give a path, module, function or class"
-            )
 
     # -- jobs ------------------------------------------------------------------------------------
 
@@ -339,15 +286,6 @@ class JobCluster:
         future.add_event_listener(self._on_event)
         future.add_done_callback(self._on_done)
 
-    def _placed_fields(self, job: DispyJob, node: str) -> dict[str, object | None]:
-        """The entry fields that follow the node a job is placed on (None: not sent): its
-        NodeAllocate's ``setup_args`` and ``depends`` (with the job's own), else the cluster's."""
-        fields: dict[str, object | None] = {"dp": self._header.get("dp"), "sa": None}
-        fields.update(self._node_fields.get(node, {}))
-        if job._depends:
-            fields["dp"] = self._manifest([*self._node_depends.get(node, []), *job._depends])
-        return fields
-
     def set_node_cpus(self, node: DispyNode | str, cpus: int) -> int:
         """Run at most ``cpus`` of this cluster's jobs at once on ``node`` (0 or less: no jobs
         there); the rest wait in this client.  Returns ``cpus``."""
@@ -368,118 +306,8 @@ class JobCluster:
 
     # -- placement -------------------------------------------------------------------------------
 
-    def _node_loads(self) -> list[NodeLoad]:
-        """Live nodes and their load, refreshed at most every 0.25 s."""
-        return self._loads.current()
-
-    def _allowance(self, selector: Any, node: NodeLoad) -> int:
-        """The cores ``selector`` lets this cluster use on ``node``.  A NodeAllocate's
-        ``allocate`` runs once per node (again after ``resetup_node``); the ``depends`` and
-        ``setup_args`` it leaves on itself then go with every job placed on that node."""
-        if not isinstance(selector, placement.NodeAllocate):
-            return node.cpus
-        key = (id(selector), node.name)
-        cpus = self._allocations.get(key)
-        if cpus is None:
-            cpus = self._allocations[key] = placement.ask_allocate(selector, node, self)
-            fields: dict[str, object] = {}
-            depends = getattr(selector, "depends", None) or []
-            if depends:
-                fields["dp"] = self._manifest(depends)
-                self._node_depends[node.name] = list(depends)
-            setup_args = getattr(selector, "setup_args", None)
-            if setup_args:
-                blob = serialization.dumps(tuple(setup_args), "setup_args")
-                fields["sa"] = self._dispatcher.upload_blob(blob)
-            self._node_fields[node.name] = fields
-        return cpus
-
     def _manifest(self, extra: Iterable[Any]) -> str:
-        """The digest of a manifest of the cluster's dependencies plus ``extra`` (a node's or a
-        job's own ``depends``), uploaded."""
-        files, names = list(self._files), dict(self._names)
-        for item in extra:
-            self._depend(item, files, names)
-        manifest = serialization.dumps({"files": files, "globals": names}, "depends")
-        return self._dispatcher.upload_blob(manifest)
-
-    def _place(
-        self, selectors: list[Any], exclude: str | None = None, wait: bool = True, need: int = 1
-    ) -> str:
-        """The least loaded live node the selectors admit; waits up to ``node_wait`` for one,
-        then raises NoNodesError naming the constraint (dispy would hang here)."""
-        deadline = time.monotonic() + (self.node_wait if wait else 0.0)
-        while True:
-            loads = [
-                self._loads.with_placed(n)
-                for n in self._node_loads()
-                if n.name != exclude
-                and n.cpus >= need
-                and not any(placement.matches(n, x) for x in self._excluded)
-                and self._caps.under(n.name)
-            ]
-            best = placement.choose(placement.eligible(loads, selectors, self, self._allowance))
-            if best is not None:
-                self._loads.note_placed(best.name)
-                return best.name
-            if time.monotonic() >= deadline:
-                cores = f" with {need} cores" if need > 1 else ""
-                raise NoNodesError(
-                    f"no live node{cores} matches {placement.describe(selectors)} after waiting "
-                    f"{self.node_wait:g}s; start `rdispy worker --name ...` on one, or widen nodes="
-                )
-            time.sleep(0.2)
-
-    def _rescue_stranded(self) -> None:
-        """Jobs waiting in the stream of a node that has gone: move them to another eligible
-        node, or fail them with NodeLost when they were pinned there (a periodic check, run by
-        the results thread)."""
-        placed = [j for j in list(self._pending) if j._selectors is not None]
-        if not placed:
-            return
-        live = {n.name for n in self._node_loads()}
-        for job in placed:
-            future: RemoteFuture | None = job._future
-            if future is None or future.done() or job.start_time is not None:
-                continue
-            node = self._dispatcher.keys.node_of_jobs(future.stream)
-            if node is None or node in live:
-                continue
-            if job._pinned:
-                if self._dispatcher.cancel_remote(future):
-                    lost = NodeLost(f"node {node} left before the job started", future.job_id)
-                    Future.set_exception(future, lost)
-                continue
-            try:
-                other = self._place(job._selectors or [], node, wait=False, need=job._cpus)
-            except NoNodesError:
-                continue
-            if self._dispatcher.move(future, other, self._placed_fields(job, other)):
-                log.info("job %s moved from lost node %s to %s", job.id, node, other)
-
-    def _watch_nodes(self) -> None:
-        """Report nodes joining (Initialized) and leaving or lost (Closed) to cluster_status."""
-        with self._watch_lock:
-            self._watch_nodes_locked()
-
-    def _watch_nodes_locked(self) -> None:
-        current = {n.name: n for n in self.nodes()}
-        if self._selectors is not None:  # a node is this cluster's once its selector allows it
-            allowed = {
-                n.name: n.cpus
-                for n in placement.eligible(
-                    self._node_loads(), self._selectors, self, self._allowance
-                )
-            }
-            current = {name: n for name, n in current.items() if allowed.get(name, 0) > 0}
-            for name, node in current.items():
-                node.cpus = min(node.cpus, allowed[name])
-                node.avail_cpus = min(node.avail_cpus, node.cpus)
-        for name in current.keys() - self._known_nodes.keys():
-            self._reports.node(DispyNode.Initialized, current[name])
-        for name in self._known_nodes.keys() - current.keys():
-            self._reports.node(DispyNode.Closed, self._known_nodes[name])
-        self._known_nodes = current
+        return self._shipped.manifest(extra)
 
     def _on_event(self, future: RemoteFuture, kind: str, value: Any) -> None:
         if kind == "excl":
@@ -494,17 +322,6 @@ class JobCluster:
             self._status(job, DispyJob.Running, None)
         elif kind == "prov":
             self._status(job, DispyJob.ProvisionalResult, value)
-
-    def _exclude_node(self, node: str, ip: str, why: str) -> None:
-        """A node whose setup failed: no more jobs are placed there (its consumers hand back
-        those that reach them), and cluster_status hears it closed, as in dispy."""
-        if node in self._excluded:
-            return
-        log.warning("%s; excluding it from this cluster", why)
-        self._excluded.append(node)
-        if self.cluster_status:
-            closed = DispyNode(name=node, ip_addr=ip, cpus=0, avail_cpus=0)
-            self._reports.node(DispyNode.Closed, closed)
 
     def _status(self, job: DispyJob, status: int, value: Any) -> None:
         self._reports.job(job, status, value)
@@ -562,44 +379,9 @@ class JobCluster:
     def wait(self, timeout: float | None = None, progress: bool = False) -> bool:
         """Wait until every submitted job has ended; False if ``timeout`` passed first.
         ``progress=True`` shows a bar of the jobs ending meanwhile (rdispy's addition)."""
-        pending = list(self._pending)
-        if not progress:
-            return self._wait_for(pending, timeout)
-        counted = threading.Semaphore(0)  # released by each job's callback, after the bar moved
-        with Progress(len(pending), "jobs") as bar:
-
-            def count(_: DispyJob) -> None:
-                bar.update()
-                counted.release()
-
-            for job in pending:
-                job.add_done_callback(count)
-            deadline = None if timeout is None else time.monotonic() + timeout
-            for _ in pending:
-                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                if not counted.acquire(timeout=remaining):
-                    return False
-            return True
-
-    @staticmethod
-    def _wait_for(jobs: list[DispyJob], timeout: float | None) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for job in jobs:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not job.finish.wait(remaining):
-                return False
-        return True
+        return wait_jobs(list(self._pending), timeout, progress)
 
     # -- reporting -------------------------------------------------------------------------------
-
-    def node_jobs(self, node: DispyNode | str) -> list[DispyJob]:
-        """This cluster's jobs running on ``node`` now."""
-        name = node.name if isinstance(node, DispyNode) else str(node)
-        return [
-            j
-            for j in list(self._pending)
-            if j.status == DispyJob.Running and name in (j.node, j.ip_addr)
-        ]
 
     @property
     def url(self) -> str:
@@ -615,90 +397,12 @@ class JobCluster:
         """The live nodes and how many of this cluster's jobs have not ended."""
         return ClusterStatus(self.nodes(), len(self._pending))
 
-    def allocate_node(self, node: Any) -> int:
-        """Let the cluster use ``node`` (a name, IP, pattern or NodeAllocate), or nodes."""
-        selectors = node if isinstance(node, list) else [node]
-        self._excluded = [x for x in self._excluded if x not in selectors]
-        if self._selectors is not None:
-            self._selectors.extend(selectors)
-        return 0
-
-    def resetup_node(self, node: DispyNode | str, terminate_pending: bool = False) -> int:
-        """Set ``node`` up again: its NodeAllocate's ``allocate`` runs again, and jobs placed
-        there from now on run ``cleanup`` then ``setup`` with the new ``setup_args`` and
-        ``depends`` first.  With ``terminate_pending`` this cluster's jobs running there are
-        cancelled.  Returns 0, as dispy does."""
-        name = self._node_name(node)
-        if terminate_pending:
-            for job in self.node_jobs(name):
-                self.cancel(job)
-        for key in [k for k in self._allocations if k[1] == name]:
-            del self._allocations[key]
-        self._node_fields.pop(name, None)
-        self._node_depends.pop(name, None)
-        return 0
-
-    def close_node(self, node: DispyNode | str, terminate_pending: bool = False) -> int:
-        """Stop using ``node`` for this cluster (jobs running there finish, or are cancelled
-        with ``terminate_pending``).  Returns 0, as dispy does."""
-        name = self._node_name(node)
-        if terminate_pending:
-            for job in self.node_jobs(name):
-                self.cancel(job)
-        self.deallocate_node(name)
-        return 0
-
-    def discover_nodes(self, nodes: Any) -> int:
-        """dispy looks for these nodes on the network; rdispy's nodes register in Redis, so this
-        lets the cluster use them (as ``allocate_node``) and reports new ones to
-        ``cluster_status`` at once.  Returns 0."""
-        selectors = nodes if isinstance(nodes, list) else [nodes]
-        if self._selectors is not None:
-            self.allocate_node([s for s in selectors if s not in self._selectors])
-        self._excluded = [x for x in self._excluded if x not in selectors]
-        if self.cluster_status:
-            self._watch_nodes()
-        return 0
-
-    def _node_name(self, node: DispyNode | str) -> str:
-        """A node's name from a DispyNode, a name or an IP address."""
-        if isinstance(node, DispyNode):
-            return node.name
-        for load in self._node_loads():
-            if str(node) in (load.name, load.ip):
-                return load.name
-        return str(node)
-
-    def deallocate_node(self, node: Any) -> int:
-        """Stop sending new jobs to ``node`` (a name, IP or pattern); running ones finish."""
-        self._excluded.append(node.name if isinstance(node, DispyNode) else node)
-        return 0
-
     def send_file(self, path: str | os.PathLike[str], node: Any = None) -> int:
         """Add a file to the cluster's dependencies: jobs submitted from now on find it in
         their folder on every node (dispy sends it to one node; all is a superset)."""
-        self._files.append(self._file_entry(Path(path)))
-        manifest = serialization.dumps({"files": self._files, "globals": self._names}, "depends")
-        self._header["dp"] = self._dispatcher.upload_blob(manifest)
+        self._shipped.add(path)
+        self._header["dp"] = self._shipped.manifest()
         return 0
-
-    def nodes(self) -> list[DispyNode]:
-        """The cluster's live nodes."""
-        return [
-            DispyNode(
-                name=rec["name"],
-                ip_addr=rec.get("ip", ""),
-                cpus=int(rec.get("cpus", 0)),
-                avail_cpus=int(rec.get("cpus", 0)) - int(rec.get("busy", 0)),
-                busy=int(rec.get("busy", 0)),
-                jobs_done=int(rec.get("done", 0)),
-                platform=rec.get("platform", ""),
-                avail_info=avail.from_record(rec),
-            )
-            for rec in live_nodes(
-                self._dispatcher.client, self._dispatcher.keys, self._dispatcher.signer
-            )
-        ]
 
     def stats(self) -> dict[str, Any]:
         """Jobs and node time per node, total job time, wall time and speedup."""

@@ -193,3 +193,27 @@ class ClusterStatus(NamedTuple):
 
     nodes: list[DispyNode]
     jobs_pending: int
+
+
+def wait_jobs(jobs: list[DispyJob], timeout: float | None, progress: bool = False) -> bool:
+    """Wait until every one of ``jobs`` has ended; False if ``timeout`` passed first.  With
+    ``progress`` a bar counts them as they end."""
+    from rdispy.progress import Progress
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+
+    def remaining() -> float | None:
+        return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+    if not progress:
+        return all(job.finish.wait(remaining()) for job in jobs)
+    counted = threading.Semaphore(0)  # released by each job's callback, after the bar moved
+    with Progress(len(jobs), "jobs") as bar:
+
+        def count(_: DispyJob) -> None:
+            bar.update()
+            counted.release()
+
+        for job in jobs:
+            job.add_done_callback(count)
+        return all(counted.acquire(timeout=remaining()) for _ in jobs)
