@@ -31,3 +31,16 @@ def executor(url: str, **options: Any) -> Iterator[rdispy.Executor]:
     finally:  # withdraw what is queued and close now (shutdown(wait=False) drains in the back)
         ex._dispatcher.cancel_all()
         ex.detach()
+
+
+# jobs the monitor tests run: two functions that work and one that fails
+def square(x: int) -> int:
+    return x * x
+
+
+def greet(name: str) -> str:
+    return f"hello {name}"
+
+
+def explode() -> None:
+    raise ValueError("boom")

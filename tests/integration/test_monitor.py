@@ -20,7 +20,7 @@ import pytest
 from rdispy.errors import JobTerminated
 from rdispy.monitor.web import Monitor
 from tests.conftest import ROOT
-from tests.helpers import executor, wait_until
+from tests.helpers import executor, explode, greet, square, wait_until
 
 
 def status(url: str, cluster: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -301,18 +301,6 @@ def test_actions_on_a_cluster_with_a_secret_are_signed(redis_url, cluster, start
         signed.stop()
 
 
-def square(x: int) -> int:
-    return x * x
-
-
-def greet(name: str) -> str:
-    return f"hello {name}"
-
-
-def explode() -> None:
-    raise ValueError("boom")
-
-
 def test_monitor_api_names_functions_shows_the_failure_and_filters(
     redis_url, cluster, start_worker, monitor
 ):
@@ -326,8 +314,8 @@ def test_monitor_api_names_functions_shows_the_failure_and_filters(
             failing.result(30)
         client_id = ex.client_id
 
-    square_name, greet_name = f"{__name__}.square", f"{__name__}.greet"
-    explode_name = f"{__name__}.explode"
+    square_name, greet_name = f"{square.__module__}.square", f"{greet.__module__}.greet"
+    explode_name = f"{explode.__module__}.explode"
     code, listing = http(base + "api/jobs?limit=100")
     assert code == 200
     recent = {j["id"]: j for j in listing["recent"]}

@@ -16,7 +16,7 @@ import pytest
 
 from rdispy.errors import JobTerminated
 from tests.conftest import ROOT
-from tests.helpers import DEADLINE, executor
+from tests.helpers import DEADLINE, executor, explode, greet, square
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
@@ -89,18 +89,6 @@ def test_page_shows_the_cluster_and_cancels_a_running_job(redis_url, cluster, st
             urllib.request.urlopen(request, timeout=30).close()
 
 
-def square(x: int) -> int:
-    return x * x
-
-
-def greet(name: str) -> str:
-    return f"hello {name}"
-
-
-def explode() -> None:
-    raise ValueError("boom")
-
-
 def _shoot(page, tmp_path: Path, name: str) -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     shot = tmp_path / name
@@ -116,8 +104,8 @@ def test_page_names_functions_shows_failures_filters_and_opens_the_traceback_inl
 ):
     start_worker(redis_url, 2, "shown")
     timeout_ms = DEADLINE * 1000
-    square_name, greet_name = f"{__name__}.square", f"{__name__}.greet"
-    explode_name = f"{__name__}.explode"
+    square_name, greet_name = f"{square.__module__}.square", f"{greet.__module__}.greet"
+    explode_name = f"{explode.__module__}.explode"
     with executor(redis_url, cluster=cluster, monitor=0) as ex, sync_api.sync_playwright() as pw:
         url = ex.monitor_url
         assert url is not None
