@@ -127,6 +127,7 @@ class JobCluster(NodeManagement):
                 from rdispy.monitor.web import start_monitor
 
                 self._monitor = start_monitor(monitor, redis_url, cluster, secret=secret or None)
+            self._reports.open()
         except BaseException:
             if getattr(self, "_dispatcher", None) is not None:  # its threads would outlive us
                 self._dispatcher.close()

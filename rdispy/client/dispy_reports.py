@@ -24,6 +24,9 @@ from rdispy.client.dispy_job import DispyJob, DispyNode
 log = logging.getLogger(__name__)
 
 _STOP = object()
+#: Seconds between the constructor's return and the first callback, so that the statement that
+#: called the constructor has assigned its result (the main thread keeps the GIL that long).
+OPEN_DELAY = 0.02
 ENDED = (DispyJob.Finished, DispyJob.Cancelled, DispyJob.Terminated, DispyJob.Abandoned)
 
 
@@ -49,8 +52,15 @@ class JobReports:
         self.started = time.time()
         self._node_stats: dict[str, dict[str, float]] = {}  # finished jobs and time per node
         self._events: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._open = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="rdispy-callbacks", daemon=True)
         self._thread.start()
+
+    def open(self) -> None:
+        """Start telling the callbacks: the cluster's constructor has returned.  A dispy program
+        assigns the cluster to the name its callbacks use (``cluster = JobCluster(...)``) and
+        hears of its nodes afterwards, as dispy's discovery does; until then changes queue."""
+        self._open.set()
 
     def _listened(self) -> bool:
         return bool(self._listeners.job_status or self._listeners.cluster_status)
@@ -75,6 +85,8 @@ class JobReports:
             entry["cpu_time"] += job.end_time - job.start_time
 
     def _loop(self) -> None:
+        self._open.wait()
+        time.sleep(OPEN_DELAY)
         while True:
             item = self._events.get()
             if item is _STOP:
@@ -113,6 +125,7 @@ class JobReports:
 
     def stop(self) -> None:
         """End the callback thread once the changes queued so far are told."""
+        self._open.set()
         self._events.put(_STOP)
         if threading.current_thread() is not self._thread:
             self._thread.join(5)

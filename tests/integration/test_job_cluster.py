@@ -626,3 +626,36 @@ def test_a_job_moved_from_a_lost_node_takes_the_setup_args_of_the_node_it_moves_
         for proc in [*doomed.consumers(), psutil.Process(doomed.pid)]:
             proc.kill()
         assert waiting(timeout=40) == "rescuer", waiting.exception
+
+
+def test_node_events_reach_cluster_status_only_once_the_constructor_returned(
+    redis_url, cluster, start_worker, monkeypatch
+):
+    """dispy programs submit from cluster_status through the name they assigned the cluster to
+    (``cluster = JobCluster(...)``, job_scheduler.py, longrun.py): the first node event must
+    not run while the constructor is still at work."""
+    from rdispy.client.cluster import JobCluster
+
+    start_worker(redis_url, 1, "n1")
+    opened = JobCluster._open
+
+    def slow_open(self, *args, **kwargs):
+        opened(self, *args, **kwargs)
+        time.sleep(0.5)  # the rest of a constructor on a loaded machine
+
+    monkeypatch.setattr(JobCluster, "_open", slow_open)
+    holder: dict[str, object] = {}
+    seen: list[bool] = []
+
+    def cluster_status(status, node, job):
+        if job is None and status == dispy.DispyNode.Initialized:
+            seen.append("cluster" in holder)
+
+    holder["cluster"] = c = dispy.JobCluster(
+        abs, cluster_status=cluster_status, redis_url=redis_url, cluster=cluster
+    )
+    try:
+        wait_until(lambda: seen, "the node's Initialized event", 10)
+        assert seen == [True]
+    finally:
+        c.close()
