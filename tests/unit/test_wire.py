@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 
 from rdispy import wire
@@ -208,3 +211,49 @@ def test_result_header_of_a_refusal_a_move_and_a_malformed_entry():
     assert (bad.malformed, bad.pid, bad.started, bad.ended) == (True, 7, None, None)
     odd = wire.ResultHeader.decode({b"k": b"ok", b"ck": b"x", b"mode": b"?"})
     assert (odd.chunk_calls, odd.mode, odd.job_id) == (-1, 0o644, "")
+
+
+PACKAGE = Path(wire.__file__).parent
+
+#: Bytes literals outside wire.py that equal a field name but are no stream-entry field.
+NOT_FIELDS = {
+    ("client/results.py", b"node"),  # a "lost" entry's cause value (the node was lost)
+    ("nodes.py", b"name"),  # node records are hashes, not stream entries (keys.node)
+    ("nodes.py", b"sig"),  # the signature of a node record
+    ("relay/policy.py", b"name"),  # a node record's name, checked by the relay
+}
+
+
+def _field_literals() -> tuple[set[tuple[str, bytes]], list[str]]:
+    """Bytes literals naming a field outside wire.py and keys.py, and ``wire.encode`` calls
+    given a dict literal with a text key naming a field (should be ``wire.N.*``)."""
+    names = set(wire.field_names().values())
+    found: set[tuple[str, bytes]] = set()
+    encoded: list[str] = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        where = path.relative_to(PACKAGE).as_posix()
+        if where in ("wire.py", "keys.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), where)):
+            if isinstance(node, ast.Constant) and isinstance(node.value, bytes):
+                if node.value in names:
+                    found.add((where, node.value))
+            elif (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "encode"
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "wire"
+            ):
+                for arg in node.args:
+                    for key in arg.keys if isinstance(arg, ast.Dict) else []:
+                        if isinstance(key, ast.Constant) and str(key.value).encode() in names:
+                            encoded.append(f"{where}:{key.lineno}: {key.value!r}")
+    return found, encoded
+
+
+def test_no_module_but_wire_spells_a_field_name():
+    found, encoded = _field_literals()
+    assert found - NOT_FIELDS == set(), "use wire.F.* (or add a genuine non-field here)"
+    assert NOT_FIELDS - found == set(), "an allow-listed literal is gone: drop it"
+    assert encoded == [], "use wire.N.* for the keys given to wire.encode"
