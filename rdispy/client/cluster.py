@@ -171,10 +171,8 @@ class JobCluster(NodeManagement):
         self._header: dict[str, object] = {wire.N.SESSION: self.session}
         if self._program:  # the monitor shows the program, not the function that starts it
             self._header[wire.N.LABEL] = wire.program_label(self._program)
-        if self.job_status or self.cluster_status:
-            self._header[wire.N.EVENTS] = (
-                1  # nodes report each job's start only when someone listens
-            )
+        if self.job_status or self.cluster_status:  # nodes report job starts only then
+            self._header[wire.N.EVENTS] = 1
         for item in depends:
             self._shipped.add(item)
         if self._shipped.files or self._shipped.names:
