@@ -403,29 +403,34 @@ class ResultHeader(NamedTuple):
             malformed = True
         raw = get(F.CHUNK_CALLS)
         calls = None if raw is None else int(raw) if raw.isdigit() else -1
-        try:
-            mode = int(get(F.MODE, b"420"))
-        except ValueError:
-            mode = 0o644
-        stream, eid = get(F.STREAM), get(F.EID)
-        return cls(
-            get(F.ID, b"").decode(errors="replace"),
-            get(F.KIND, b""),
-            get(F.NODE, b"").decode(errors="replace") or None,
-            get(F.IP, b"").decode(errors="replace") or None,
-            pid,
-            started,
-            ended,
-            get(F.STDOUT, b"").decode(errors="replace"),
-            get(F.STDERR, b"").decode(errors="replace"),
-            calls,
-            get(F.WHY, b"").decode(errors="replace"),
-            get(F.CAUSE),
-            None if stream is None else stream.decode(errors="replace"),
-            eid,
-            get(F.NAME, b"").decode(errors="replace"),
-            mode,
-            malformed,
+        raw = get(F.MODE)
+        mode = int(raw) if raw is not None and raw.isdigit() else 0o644
+        # the text fields, decoded only when they are there (most results carry few of them)
+        node, ip, out, err, why, stream, name = (
+            get(F.NODE), get(F.IP), get(F.STDOUT), get(F.STDERR), get(F.WHY), get(F.STREAM),
+            get(F.NAME),
+        )  # fmt: skip
+        return tuple.__new__(
+            cls,
+            (
+                get(F.ID, b"").decode(errors="replace"),
+                get(F.KIND, b""),
+                node.decode(errors="replace") if node else None,
+                ip.decode(errors="replace") if ip else None,
+                pid,
+                started,
+                ended,
+                out.decode(errors="replace") if out else "",
+                err.decode(errors="replace") if err else "",
+                calls,
+                why.decode(errors="replace") if why else "",
+                get(F.CAUSE),
+                None if stream is None else stream.decode(errors="replace"),
+                get(F.EID),
+                name.decode(errors="replace") if name else "",
+                mode,
+                malformed,
+            ),
         )
 
     def encode(self) -> Fields:
