@@ -55,7 +55,7 @@ def provisional_result(value: Any) -> int:
     context = current()
     payload = serialization.dumps(value, "provisional result", context.job_id)
     wire.check_size(payload, defaults.MAX_RESULT, context.job_id)
-    context.emit({"k": "prov", "p": payload})
+    context.emit({wire.N.KIND: "prov", wire.N.PAYLOAD: payload})
     return 0
 
 
@@ -68,5 +68,12 @@ def send_file(path: str | os.PathLike[str], relative_to: str | None = None, **_:
     if len(data) > defaults.MAX_RESULT:
         raise PayloadTooLarge(f"file {source} is over the result size limit", context.job_id)
     name = os.path.relpath(source, relative_to) if relative_to else source.name
-    context.emit({"k": "file", "name": name, "p": data, "mode": source.stat().st_mode & 0o755})
+    context.emit(
+        {
+            wire.N.KIND: "file",
+            wire.N.NAME: name,
+            wire.N.PAYLOAD: data,
+            wire.N.MODE: source.stat().st_mode & 0o755,
+        }
+    )
     return 0

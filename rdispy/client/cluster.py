@@ -169,20 +169,22 @@ class JobCluster(NodeManagement):
         self._shipped = SessionFiles(self._dispatcher.upload_blob, self._collect_files)
         self._function = self._shipped.computation(computation)
         self._program = self._shipped.program
-        self._header: dict[str, object] = {"cl": self.session}
+        self._header: dict[str, object] = {wire.N.SESSION: self.session}
         if self._program:  # the monitor shows the program, not the function that starts it
-            self._header["fq"] = wire.program_label(self._program)
-        if self.job_status or self.cluster_status:
-            self._header["ev"] = 1  # nodes report each job's start only when someone listens
+            self._header[wire.N.LABEL] = wire.program_label(self._program)
+        if self.job_status or self.cluster_status:  # nodes report job starts only then
+            self._header[wire.N.EVENTS] = 1
         for item in depends:
             self._shipped.add(item)
         if self._shipped.files or self._shipped.names:
-            self._header["dp"] = self._shipped.manifest()
+            self._header[wire.N.DEPENDS] = self._shipped.manifest()
         if setup is not None:
-            self._header["su"] = self._dispatcher.upload_blob(serialization.dumps(setup, "setup"))
+            self._header[wire.N.SETUP] = self._dispatcher.upload_blob(
+                serialization.dumps(setup, "setup")
+            )
         if callable(self._cleanup):
             cleanup_blob = serialization.dumps(self._cleanup, "cleanup")
-            self._header["cu"] = self._dispatcher.upload_blob(cleanup_blob)
+            self._header[wire.N.CLEANUP] = self._dispatcher.upload_blob(cleanup_blob)
         self._pending: set[DispyJob] = set()  # submitted and not ended
         # sent jobs by job id, until they end: their futures' callbacks find them here, so that
         # no job and its future hold each other (a cycle only the garbage collector frees)
@@ -268,13 +270,13 @@ class JobCluster(NodeManagement):
         if self._program or job._timeout or job._cpus > 1 or job._selectors or job._depends:
             header = dict(header)
             if self._program:  # a process per job: the copy and the line cost nothing beside it
-                header["fa"] = wire.program_arguments(job.args)
+                header[wire.N.ARGUMENTS] = wire.program_arguments(job.args)
             if job._timeout:
-                header["to"] = job._timeout
+                header[wire.N.TIMEOUT] = job._timeout
             if job._cpus > 1:
-                header["cp"] = job._cpus
+                header[wire.N.CORES] = job._cpus
             if job._selectors:
-                header["nd"] = job._placed_on = self._place(job._selectors, need=job._cpus)
+                header[wire.N.PLACED] = job._placed_on = self._place(job._selectors, need=job._cpus)
                 self._caps.placed(job._placed_on)
             if job._selectors or job._depends:
                 placed = self._placed_fields(job, job._placed_on or "")
@@ -402,7 +404,7 @@ class JobCluster(NodeManagement):
         """Add a file to the cluster's dependencies: jobs submitted from now on find it in
         their folder on every node (dispy sends it to one node; all is a superset)."""
         self._shipped.add(path)
-        self._header["dp"] = self._shipped.manifest()
+        self._header[wire.N.DEPENDS] = self._shipped.manifest()
         return 0
 
     def stats(self) -> dict[str, Any]:

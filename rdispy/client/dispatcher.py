@@ -160,16 +160,16 @@ class Dispatcher:
         found: dict[str, RemoteFuture] = {}
         for key in self.ledger.job_streams(self.client_id):
             for eid, fields in self.ledger.entries(key):
-                if fields.get(b"c", b"").decode() == self.client_id:
-                    future = RemoteFuture(fields[b"id"].decode(), self)
+                if fields.get(wire.F.CLIENT, b"").decode() == self.client_id:
+                    future = RemoteFuture(fields[wire.F.ID].decode(), self)
                     future.stream, future.entry_id = key, eid
                     future.chunk_calls = _chunk_calls(fields)
                     found[future.job_id] = future
                     self._sent[future.job_id] = fields
         for _, fields in self.ledger.entries(self.results_key):
-            kind = fields.get(b"k")
-            if b"id" in fields and kind not in EVENT_KINDS and kind != b"wake":
-                job_id = fields[b"id"].decode()
+            kind = fields.get(wire.F.KIND)
+            if wire.F.ID in fields and kind not in EVENT_KINDS and kind != b"wake":
+                job_id = fields[wire.F.ID].decode()
                 future = found.setdefault(job_id, RemoteFuture(job_id, self))
                 if future.chunk_calls is None:
                     future.chunk_calls = _chunk_calls(fields)
@@ -198,7 +198,7 @@ class Dispatcher:
         if self._closed.is_set():
             raise RuntimeError("cannot submit after the executor was shut down")
         digest, blob, label = self.encoder.function_blob(fn)
-        node = (header or {}).get("nd")
+        node = (header or {}).get(wire.N.PLACED)
         stream = self.keys.node_jobs(str(node)) if node else self.keys.jobs
         signed_for = stream
         if self.fair and not node:
@@ -300,13 +300,15 @@ class Dispatcher:
         fields = self._sent.get(future.job_id)
         if fields is None or not self.cancel_remote(future, forget=False):
             return False
-        fields = {k: v for k, v in fields.items() if k != b"sig"}
+        fields = {k: v for k, v in fields.items() if k != wire.F.SIG}
         for name, value in (placed or {}).items():
             if value is None:
                 fields.pop(name.encode(), None)
             else:
-                fields.update({k: v for k, v in wire.encode({name: value}).items() if k != b"v"})
-        fields[b"nd"] = node.encode()
+                fields.update(
+                    {k: v for k, v in wire.encode({name: value}).items() if k != wire.F.VERSION}
+                )
+        fields[wire.F.PLACED] = node.encode()
         future.stream = self.keys.node_jobs(node)
         future.entry_id = None
         self._sent[future.job_id] = self.signer.sign(future.stream, fields)
@@ -317,14 +319,20 @@ class Dispatcher:
     def end_session(self, session: str, remove_files: bool) -> None:
         """Tell every node a cluster session is over: consumers run its cleanup function and,
         with ``remove_files``, the session's folder goes."""
-        message = {"op": "close", "session": session, "rm": int(remove_files)}
+        message = {
+            wire.N.OP: "close",
+            wire.N.CLOSED_SESSION: session,
+            wire.N.REMOVE: int(remove_files),
+        }
         fields = self.signer.sign(self.keys.control, wire.encode(message))
         with contextlib.suppress(redis.RedisError):
             self.client.xadd(self.keys.control, fields, maxlen=1000, approximate=True)  # type: ignore[arg-type]
 
     def stop_running(self, job_id: str) -> None:
         """Ask the node running ``job_id`` to stop it (SIGTERM, then SIGKILL after a grace)."""
-        fields = self.signer.sign(self.keys.control, wire.encode({"op": "cancel", "id": job_id}))
+        fields = self.signer.sign(
+            self.keys.control, wire.encode({wire.N.OP: "cancel", wire.N.ID: job_id})
+        )
         self.client.xadd(self.keys.control, fields, maxlen=1000, approximate=True)  # type: ignore[arg-type]
 
     def pending(self) -> list[RemoteFuture]:
@@ -359,7 +367,7 @@ class Dispatcher:
         self.sender.flush()
         self.reader.wake()
         with contextlib.suppress(redis.RedisError):  # end the listener's blocking read now
-            self.client.xadd(self.results_key, {"k": "wake"})
+            self.client.xadd(self.results_key, {wire.N.KIND: "wake"})
         self.sender.join()
         if self._listener.is_alive() and threading.current_thread() is not self._listener:
             self._listener.join(5)
@@ -386,10 +394,10 @@ def _handoff_folder(client_id: str) -> handoff.Folder | None:
 def _chunk_calls(fields: dict[bytes, bytes]) -> int | None:
     """The call count of a map chunk's job or result entry (-1: a chunk of unknown size), None
     for a single call."""
-    if fields.get(b"k") == b"chunk":
-        count = fields.get(b"n", b"")
-    elif b"ck" in fields:
-        count = fields[b"ck"]
+    if fields.get(wire.F.KIND) == b"chunk":
+        count = fields.get(wire.F.CALLS, b"")
+    elif wire.F.CHUNK_CALLS in fields:
+        count = fields[wire.F.CHUNK_CALLS]
     else:
         return None
     return int(count) if count.isdigit() else -1

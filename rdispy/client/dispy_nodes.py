@@ -16,7 +16,7 @@ import time
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from rdispy import avail, serialization
+from rdispy import avail, serialization, wire
 from rdispy.client.dispatcher import Dispatcher
 from rdispy.client.dispy_job import DispyJob, DispyNode
 from rdispy.client.dispy_reports import JobReports
@@ -72,12 +72,12 @@ class NodeManagement:
             fields: dict[str, object] = {}
             depends = getattr(selector, "depends", None) or []
             if depends:
-                fields["dp"] = self._manifest(depends)
+                fields[wire.N.DEPENDS] = self._manifest(depends)
                 self._node_depends[node.name] = list(depends)
             setup_args = getattr(selector, "setup_args", None)
             if setup_args:
                 blob = serialization.dumps(tuple(setup_args), "setup_args")
-                fields["sa"] = self._dispatcher.upload_blob(blob)
+                fields[wire.N.SETUP_ARGS] = self._dispatcher.upload_blob(blob)
             self._node_fields[node.name] = fields
         return cpus
 
@@ -243,10 +243,15 @@ class NodeManagement:
     def _placed_fields(self, job: DispyJob, node: str) -> dict[str, object | None]:
         """The entry fields that follow the node a job is placed on (None: not sent): its
         NodeAllocate's ``setup_args`` and ``depends`` (with the job's own), else the cluster's."""
-        fields: dict[str, object | None] = {"dp": self._header.get("dp"), "sa": None}
+        fields: dict[str, object | None] = {
+            wire.N.DEPENDS: self._header.get(wire.N.DEPENDS),
+            wire.N.SETUP_ARGS: None,
+        }
         fields.update(self._node_fields.get(node, {}))
         if job._depends:
-            fields["dp"] = self._manifest([*self._node_depends.get(node, []), *job._depends])
+            fields[wire.N.DEPENDS] = self._manifest(
+                [*self._node_depends.get(node, []), *job._depends]
+            )
         return fields
 
     def _place(

@@ -73,16 +73,16 @@ class Encoder:
         extra = self._arguments(call, seq, job_id)
         fields = wire.encode(
             {
-                "id": job_id,
-                "c": self._client_id,
-                "fn": digest,
-                "fq": label,
-                "k": kind,
-                "n": len(call) if kind == "chunk" else None,
+                wire.N.ID: job_id,
+                wire.N.CLIENT: self._client_id,
+                wire.N.FUNCTION: digest,
+                wire.N.LABEL: label,
+                wire.N.KIND: kind,
+                wire.N.CALLS: len(call) if kind == "chunk" else None,
                 **extra,
-                "r": self._max_retries,
-                "t": repr(time.time()),
-                "rt": serialization.RUNTIME,
+                wire.N.RETRIES: self._max_retries,
+                wire.N.SENT: repr(time.time()),
+                wire.N.RUNTIME: serialization.RUNTIME,
                 **(header or {}),
             }
         )
@@ -100,8 +100,8 @@ class Encoder:
                 payload = serialization.dumps(call, "arguments", job_id)
             wire.check_size(payload, self._max_payload, job_id)
             if folder is None:
-                return {"p": payload}
-            return {"p": payload, "sm": folder.address}
+                return {wire.N.PAYLOAD: payload}
+            return {wire.N.PAYLOAD: payload, wire.N.HANDOFF: folder.address}
         spool = handoff.Spool(folder, f"a-{seq}")
         try:
             serialization.dump(call, spool, "arguments", job_id)
@@ -111,5 +111,9 @@ class Encoder:
             spool.discard()
             raise
         if inline is not None:
-            return {"p": inline, "sm": folder.address}
-        return {"sm": folder.address, "pf": spool.name, "pz": spool.digest}
+            return {wire.N.PAYLOAD: inline, wire.N.HANDOFF: folder.address}
+        return {
+            wire.N.HANDOFF: folder.address,
+            wire.N.PAYLOAD_FILE: spool.name,
+            wire.N.PAYLOAD_HASH: spool.digest,
+        }

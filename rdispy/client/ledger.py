@@ -52,21 +52,25 @@ class Ledger:
 
     def remove_handoff(self, fields: wire.Fields | None, job_id: str | None = None) -> None:
         """Remove a job's argument file (and the blob a consumer on another host fetched)."""
-        if fields is None or self.handoff is None or b"pf" not in fields:
+        if fields is None or self.handoff is None or wire.F.PAYLOAD_FILE not in fields:
             return
-        handoff.remove(self.handoff.path, fields[b"pf"].decode())
+        handoff.remove(self.handoff.path, fields[wire.F.PAYLOAD_FILE].decode())
         if job_id in self.uploaded:
             self.uploaded.discard(job_id)
             with contextlib.suppress(redis.RedisError):
-                self.client.delete(self.keys.blob(fields[b"pz"].decode()))
+                self.client.delete(self.keys.blob(fields[wire.F.PAYLOAD_HASH].decode()))
 
     def upload_handoff(self, job_id: str) -> None:
         """A consumer that cannot read the job's argument file asks for it through Redis."""
         fields = self.sent.get(job_id)
-        if fields is None or self.handoff is None or b"pf" not in fields:
+        if fields is None or self.handoff is None or wire.F.PAYLOAD_FILE not in fields:
             return
-        data = handoff.read(self.handoff.path, fields[b"pf"].decode(), fields[b"pz"].decode())
-        key = self.keys.blob(fields[b"pz"].decode())
+        data = handoff.read(
+            self.handoff.path,
+            fields[wire.F.PAYLOAD_FILE].decode(),
+            fields[wire.F.PAYLOAD_HASH].decode(),
+        )
+        key = self.keys.blob(fields[wire.F.PAYLOAD_HASH].decode())
         self.client.set(key, data, nx=True, ex=defaults.BLOB_TTL)
         self.uploaded.add(job_id)
 

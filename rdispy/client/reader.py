@@ -30,7 +30,7 @@ from typing import Any
 
 import redis
 
-from rdispy import defaults, stats
+from rdispy import defaults, stats, wire
 from rdispy.link import Link, stream_entries
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,9 @@ class ResultReader:
             self._unresolved = entries
             self._cursor = entries[-1][0]
             self._collected.extend(eid for eid, _ in entries)
-            self._collected_bytes += sum(len(fields.get(b"p", b"")) for _, fields in entries)
+            self._collected_bytes += sum(
+                len(fields.get(wire.F.PAYLOAD, b"")) for _, fields in entries
+            )
 
     def _upkeep(self, everything: bool, drop: bool = False) -> list[tuple[Any, ...]]:
         """Commands that drop the results collected (when ``drop``, or once there are many) and
@@ -153,12 +155,12 @@ class ResultReader:
         interrupted here (KeyboardInterrupt) leaves the rest for the next reader."""
         entries, self._unresolved = self._unresolved, []
         for index, (_, fields) in enumerate(entries):
-            if fields.get(b"k") == b"wake":  # written to end a blocking read
+            if fields.get(wire.F.KIND) == b"wake":  # written to end a blocking read
                 continue
             try:
                 self._resolve(fields)
             except Exception:
-                log.exception("result entry of job %r not applied", fields.get(b"id"))
+                log.exception("result entry of job %r not applied", fields.get(wire.F.ID))
             except BaseException:
                 self._unresolved = entries[index + 1 :] + self._unresolved
                 raise

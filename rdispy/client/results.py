@@ -80,13 +80,13 @@ class Results:
         except RdispyError as exc:
             self._unverified(fields, exc)
             return
-        job_id = fields[b"id"].decode()
-        kind = fields.get(b"k")
+        header = wire.ResultHeader.decode(fields)
+        job_id, kind = header.job_id, header.kind
         if kind == b"refused":
-            self._refused(job_id, fields, None)
+            self._refused(header, None)
             return
         if kind in EVENT_KINDS:
-            self._event(job_id, kind, fields)
+            self._event(header, fields)
             return
         sent = self._ledger.sent.pop(job_id, None)
         self._ledger.remove_handoff(sent, job_id)
@@ -96,18 +96,19 @@ class Results:
             return
         if sent is not None:
             with contextlib.suppress(KeyError, ValueError):
-                self._latency.add(time.time() - float(sent[b"t"]))
-        self._take_header(future, fields)
+                self._latency.add(time.time() - float(sent[wire.F.SENT]))
+        self._take_header(future, header)
         try:
             if kind == b"ok":
-                future.set_result(serialization.loads(self._result_bytes(fields), "result", job_id))
+                data = self._result_bytes(job_id, fields)
+                future.set_result(serialization.loads(data, "result", job_id))
             elif kind == b"exc":
-                future.set_exception(serialization.load_exception(fields[b"p"], job_id))
+                future.set_exception(serialization.load_exception(fields[wire.F.PAYLOAD], job_id))
             elif kind == b"lost":
-                future.set_exception(lost_error(fields, job_id))
+                future.set_exception(lost_error(header))
             elif kind == b"cancelled":  # withdrawn from its queue by someone else (the monitor)
                 if not Future.cancel(future):
-                    future.set_exception(JobTerminated(_text(fields, b"why"), job_id))
+                    future.set_exception(JobTerminated(header.why, job_id))
                 else:
                     future.set_running_or_notify_cancel()
             else:
@@ -115,20 +116,19 @@ class Results:
         except RdispyError as exc:
             future.set_exception(exc)
 
-    def _take_header(self, future: RemoteFuture, fields: dict[bytes, bytes]) -> None:
+    def _take_header(self, future: RemoteFuture, header: wire.ResultHeader) -> None:
         """Where and when the job ran, and what it printed (echoed here when asked)."""
-        future.ip_addr = fields.get(b"ip", b"").decode(errors="replace") or None
-        future.node = fields.get(b"node", b"").decode(errors="replace") or None
-        try:
-            future.pid = int(fields[b"pid"]) if b"pid" in fields else None
-            future.start_time = float(fields[b"t0"]) if b"t0" in fields else None
-            future.end_time = float(fields[b"t1"]) if b"t1" in fields else None
-        except ValueError:
+        future.ip_addr = header.ip
+        future.node = header.node
+        future.pid = header.pid
+        future.start_time = header.started
+        future.end_time = header.ended
+        if header.malformed:
             log.error(
                 "job %s: malformed result header; its times and pid are left out", future.job_id
             )
-        future.stdout = fields.get(b"out", b"").decode(errors="replace")
-        future.stderr = fields.get(b"err", b"").decode(errors="replace")
+        future.stdout = header.stdout
+        future.stderr = header.stderr
         if self._echo_output and (future.stdout or future.stderr):
             _echo(future.stdout, future.stderr)
 
@@ -136,22 +136,22 @@ class Results:
         """A result entry without a valid signature is ignored (a forged result must not stop
         the real one), except a refusal notice: it carries no code, and the job it names fails
         (refused by a node of another secret, or of none) rather than waiting forever."""
-        kind = fields.get(b"k")
-        job_id = fields.get(b"id", b"").decode(errors="replace")
-        if kind != b"refused" or job_id not in self._ledger.futures:
+        header = wire.ResultHeader.decode(fields)
+        if header.kind != b"refused" or header.job_id not in self._ledger.futures:
             log.error("ignoring a result entry: %s", error)
             return
-        self._refused(job_id, fields, None)
+        self._refused(header, None)
 
-    def _refused(self, job_id: str, fields: dict[bytes, bytes], error: RdispyError | None) -> None:
+    def _refused(self, header: wire.ResultHeader, error: RdispyError | None) -> None:
         """Fail a job that a node refused to run, or whose result could not be verified."""
+        job_id = header.job_id
         future = self._ledger.futures.pop(job_id, None)
         self._ledger.remove_handoff(self._ledger.sent.pop(job_id, None), job_id)
         if future is None or future.done():
             return
-        node = fields.get(b"node", b"").decode(errors="replace") or "?"
+        node = header.node or "?"
         if error is None:
-            reason = _text(fields, b"why")
+            reason = header.why
             message = f"node {node} refused to run it: {reason}"
         else:
             reason = str(error)
@@ -164,61 +164,64 @@ class Results:
         log.error("job %s: %s", job_id, message)
         future.set_exception(JobRefused(message, job_id, node, reason))
 
-    def _result_bytes(self, fields: dict[bytes, bytes]) -> bytes:
+    def _result_bytes(self, job_id: str, fields: dict[bytes, bytes]) -> bytes:
         """The pickled result: inline, or in a file a consumer on this host handed over."""
-        if b"pf" not in fields:
-            return fields[b"p"]
-        name, job_id = fields[b"pf"], fields[b"id"].decode()
+        name = fields.get(wire.F.PAYLOAD_FILE)
+        if name is None:
+            return fields[wire.F.PAYLOAD]
         folder = self._ledger.handoff
         if folder is None or not wire.is_file_name(name) or not name.startswith(b"r-"):
             raise BrokerError(f"job {job_id}: result handed over in a file it cannot read")
         try:
-            return handoff.read(folder.path, name.decode(), fields[b"pz"].decode(), job_id)
+            digest = fields[wire.F.PAYLOAD_HASH].decode()
+            return handoff.read(folder.path, name.decode(), digest, job_id)
         except OSError as exc:
             raise BrokerError(f"job {job_id}: its result file is unreadable: {exc}") from exc
         finally:
             handoff.remove(folder.path, name.decode())
 
-    def _event(self, job_id: str, kind: bytes, fields: dict[bytes, bytes]) -> None:
+    def _event(self, header: wire.ResultHeader, fields: dict[bytes, bytes]) -> None:
         """A job's progress: started ("run"), a provisional result ("prov"), a file ("file")."""
+        job_id, kind = header.job_id, header.kind
         future = self._ledger.futures.get(job_id)
         if future is None:
             return
         try:
             if kind == b"run":
                 future.mark_running()
-                future.start_time = float(fields.get(b"t0", b"0"))
-                future.node = fields.get(b"node", b"").decode() or None
-                future.ip_addr = fields.get(b"ip", b"").decode() or None
+                future.start_time = header.started if header.started is not None else 0.0
+                future.node = header.node
+                future.ip_addr = header.ip
                 future.notify("run", None)
             elif kind == b"prov":
                 future.notify(
-                    "prov", serialization.loads(fields[b"p"], "provisional result", job_id)
+                    "prov",
+                    serialization.loads(fields[wire.F.PAYLOAD], "provisional result", job_id),
                 )
             elif kind == b"file":
-                path = self._save_file(fields, job_id)
+                path = self._save_file(header, fields)
                 future.notify("file", path)
             elif kind == b"need":
                 self._ledger.upload_handoff(job_id)
             elif kind == b"moved":  # handed to a node of our runtime: where to cancel it now
+                if header.stream is None or header.eid is None:
+                    raise BrokerError(f"job {job_id}: a move notice without stream and entry id")
                 with self._send_lock:
-                    future.stream = fields[b"stream"].decode()
-                    future.entry_id = fields[b"eid"]
+                    future.stream = header.stream
+                    future.entry_id = header.eid
                 log.info(
                     "job %s handed to node %s, which runs this client's Python and cloudpickle",
                     job_id,
-                    fields.get(b"node", b"").decode(errors="replace"),
+                    header.node or "",
                 )
             elif kind == b"excl":
-                node = fields.get(b"node", b"").decode(errors="replace")
-                ip = fields.get(b"ip", b"").decode(errors="replace")
-                future.notify("excl", (node, ip, fields.get(b"why", b"").decode(errors="replace")))
+                future.notify("excl", (header.node or "", header.ip or "", header.why))
         except (RdispyError, OSError, redis.RedisError) as exc:
             log.error("job %s: could not take its %s: %s", job_id, kind.decode(), exc)
 
-    def _save_file(self, fields: dict[bytes, bytes], job_id: str) -> Path:
+    def _save_file(self, header: wire.ResultHeader, fields: dict[bytes, bytes]) -> Path:
         """Write a file a job sent into dest_path, refusing names that would leave it."""
-        name = fields.get(b"name", b"").decode(errors="replace")
+        name, job_id = header.name, header.job_id
         parts = Path(name).parts
         if not parts or Path(name).is_absolute() or ".." in parts or "\x00" in name:
             raise JobError(f"refused file name {name[:80]!r} sent by the job", job_id)
@@ -226,16 +229,15 @@ class Results:
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.is_symlink():
             raise JobError(f"refused file {name!r}: a link is in its place", job_id)
-        target.write_bytes(fields.get(b"p", b""))
-        target.chmod(int(fields.get(b"mode", b"420")) & 0o755)
+        target.write_bytes(fields.get(wire.F.PAYLOAD, b""))
+        target.chmod(header.mode & 0o755)
         return target
 
 
-def lost_error(fields: dict[bytes, bytes], job_id: str) -> JobError:
+def lost_error(header: wire.ResultHeader) -> JobError:
     """The error of a job stopped on its node, or whose last permitted attempt died with its
     consumer or node."""
-    why = fields.get(b"why", b"").decode()
-    cause = fields.get(b"cause")
+    why, cause, job_id = header.why, header.cause, header.job_id
     if cause == b"timeout":
         return JobTimeout(why, job_id)
     if cause == b"cancel":
@@ -259,7 +261,3 @@ def _echo(out: str, err: str) -> None:
             with contextlib.suppress(OSError, ValueError):  # closed, or a broken pipe
                 stream.write(text)
                 stream.flush()
-
-
-def _text(fields: dict[bytes, bytes], name: bytes) -> str:
-    return fields.get(name, b"").decode(errors="replace")

@@ -192,7 +192,7 @@ class Sender:
         found: dict[str, bytes] = {}
         for stream in {future.stream for future in uncertain.values()}:
             for eid, fields in self._ledger.entries(stream):
-                job_id = fields.get(b"id", b"").decode(errors="replace")
+                job_id = fields.get(wire.F.ID, b"").decode(errors="replace")
                 if job_id in uncertain:
                     found[job_id] = eid
         pipe = self._ledger.client.pipeline(transaction=False)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from rdispy import defaults
+from rdispy import defaults, wire
 from rdispy.client.ledger import Ledger
 from rdispy.client.sender import Sender
 from rdispy.errors import ExecutorBroken, JobLost
@@ -171,7 +171,7 @@ class Upkeep:
             return []
         for key in reversed(self._ledger.job_streams(self._client_id)):
             for _, fields in self._ledger.entries(key):
-                candidates.pop(fields.get(b"id", b"").decode(errors="replace"), None)
+                candidates.pop(fields.get(wire.F.ID, b"").decode(errors="replace"), None)
         if not candidates:
             return []
         pipe = self._client.pipeline(transaction=False)

@@ -70,7 +70,7 @@ def cancel_job(
         if job.state in ("finished", "failed", "cancelled"):
             raise ActionError(f"job {job_id} has already ended ({job.state})")
         if job.state == "running":
-            send_control(client, keys, signer, {"op": "cancel", "id": job_id})
+            send_control(client, keys, signer, {wire.N.OP: "cancel", wire.N.ID: job_id})
             log.info("job=%s: asked node %s to stop it (%s)", job_id, job.node, who)
             return ActionResult(True, f"stop requested on node {job.node}")
         if not job.stream:
@@ -78,7 +78,9 @@ def cancel_job(
         results = keys.results(job.client)
         message = signer.sign(
             results,
-            wire.encode({"id": job_id, "k": "cancelled", "why": f"cancelled by {who}"}),
+            wire.encode(
+                {wire.N.ID: job_id, wire.N.KIND: "cancelled", wire.N.WHY: f"cancelled by {who}"}
+            ),
         )
         done = int(
             scripts.withdraw(
@@ -109,6 +111,6 @@ def drain_node(
     _check_secret(client, keys, signer)
     if node not in {rec.get("name") for rec in live_nodes(client, keys, signer)}:
         raise ActionError(f"no live node named {node!r} in cluster {keys.cluster}")
-    send_control(client, keys, signer, {"op": "drain", "node": node})
+    send_control(client, keys, signer, {wire.N.OP: "drain", wire.N.NODE: node})
     log.info("node %s: drain requested (%s)", node, who)
     return ActionResult(True, "drain requested")

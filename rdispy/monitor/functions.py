@@ -9,7 +9,7 @@ from typing import Any
 
 import redis
 
-from rdispy import attempts
+from rdispy import attempts, wire
 from rdispy.keys import Keys
 from rdispy.monitor.replies import client_of, entry_time
 
@@ -32,9 +32,9 @@ def summarize(client: redis.Redis, keys: Keys) -> dict[str, Any]:
     clients: set[str] = set()
     oldest: float | None = None
     for eid, fields in raw:
-        if fields.get(b"d"):
+        if fields.get(wire.F.DROPPED):
             continue
-        attempt = attempts.decode(fields.get(b"a", b"{}"))
+        attempt = attempts.decode(fields.get(wire.F.ATTEMPT, b"{}"))
         oldest = entry_time(eid)
         name = str(attempt.get("fn", ""))
         group = groups.setdefault(

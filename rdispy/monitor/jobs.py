@@ -16,7 +16,7 @@ from typing import Any
 
 import redis
 
-from rdispy import attempts
+from rdispy import attempts, wire
 from rdispy.keys import CONSUMER_GROUP, Keys
 from rdispy.monitor.cluster_state import registered_node_names
 from rdispy.monitor.replies import as_float, as_str, client_of, entry_time
@@ -24,7 +24,17 @@ from rdispy.scripts import Scripts
 from rdispy.streams import ConsumerName
 
 #: Header fields of a job entry the job table shows (never the payload).
-_PEEK_FIELDS = ("id", "c", "t", "nd", "to", "cp", "r", "fq", "fa")
+_PEEK_FIELDS = (
+    wire.N.ID,
+    wire.N.CLIENT,
+    wire.N.SENT,
+    wire.N.PLACED,
+    wire.N.TIMEOUT,
+    wire.N.CORES,
+    wire.N.RETRIES,
+    wire.N.LABEL,
+    wire.N.ARGUMENTS,
+)
 
 #: Entries read at a time from the ``recent`` stream when a filter must look past the newest.
 _RECENT_PAGE = 250
@@ -126,17 +136,17 @@ def _pending(client: redis.Redis, stream: str, limit: int) -> list[tuple[str, st
 
 
 def _job_from_row(row: dict[str, str], stream: str, keys: Keys) -> JobState:
-    node = row.get("nd", "")
+    node = row.get(wire.N.PLACED, "")
     return JobState(
-        id=row.get("id", "?"),
-        client=row.get("c", ""),
+        id=row.get(wire.N.ID, "?"),
+        client=row.get(wire.N.CLIENT, ""),
         state="queued",
         stream=stream,
         entry=row["eid"],
         node=node,
-        submitted=as_float(row.get("t")) or None,
-        function=row.get("fq", ""),
-        args=row.get("fa", ""),
+        submitted=as_float(row.get(wire.N.SENT)) or None,
+        function=row.get(wire.N.LABEL, ""),
+        args=row.get(wire.N.ARGUMENTS, ""),
     )
 
 
@@ -179,8 +189,8 @@ def _ended_state(attempt: dict[str, Any]) -> str:
 
 
 def _recent_job(eid: Any, fields: dict[bytes, bytes]) -> JobState:
-    attempt = attempts.decode(fields.get(b"a", b"{}"))
-    if fields.get(b"d"):
+    attempt = attempts.decode(fields.get(wire.F.ATTEMPT, b"{}"))
+    if fields.get(wire.F.DROPPED):
         attempt["dropped"] = True
     job_id = str(attempt.get("id", "?"))
     job = JobState(

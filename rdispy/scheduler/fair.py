@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 
-from rdispy import connection, defaults
+from rdispy import connection, defaults, wire
 from rdispy.keys import CONSUMER_GROUP, Keys
 from rdispy.nodes import live_nodes
 from rdispy.scripts import Scripts
@@ -90,7 +90,7 @@ class FairScheduler:
         if not oldest:
             return False
         eid, fields = oldest[0]
-        job = self.keys.job(fields.get(b"id", b"").decode())
+        job = self.keys.job(fields.get(wire.F.ID, b"").decode())
         self.scripts.move(keys=[queue, self.keys.jobs, job], args=[eid, defaults.JOB_TTL])
         return True  # moved, or cancelled meanwhile: either way this queue had its turn
 

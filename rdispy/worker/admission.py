@@ -47,7 +47,7 @@ class Admission:
         valid = []
         for entry in entries:
             try:
-                if not self.signer.enabled and b"sig" in entry.fields:
+                if not self.signer.enabled and wire.F.SIG in entry.fields:
                     raise SignatureError(
                         "the entry is signed but this node has no secret (start it with "
                         f"--secret or ${defaults.ENV_SECRET})"
@@ -58,7 +58,7 @@ class Admission:
                     valid.append(entry)
             except ProtocolError as exc:
                 reason = str(exc)
-                if entry.fields.get(b"v") != wire.VERSION:
+                if entry.fields.get(wire.F.VERSION) != wire.VERSION:
                     reason += self._wire_versions()
                 self._dead_letter(entry, reason)
         return valid
@@ -80,7 +80,7 @@ class Admission:
         """Whether this node's Python and cloudpickle can unpickle the entry's job (its client's
         runtime tag).  If not, the entry goes to the least loaded live node that can, or, when
         none can, is refused with both runtimes named: a rolling upgrade loses no job."""
-        wanted = entry.fields.get(b"rt")
+        wanted = entry.fields.get(wire.F.RUNTIME)
         if not wanted or wanted == serialization.RUNTIME:
             return True
         records = live_nodes(self.client, self.keys, self.signer)
@@ -109,14 +109,14 @@ class Admission:
         """Move an entry, untouched but for its signature, into ``node``'s own stream, and tell
         its client where it is now (so that a cancel still finds it)."""
         stream = self.keys.node_jobs(node)
-        fields = {k: v for k, v in entry.fields.items() if k != b"sig"}
-        fields[b"nd"] = node.encode()
+        fields = {k: v for k, v in entry.fields.items() if k != wire.F.SIG}
+        fields[wire.F.PLACED] = node.encode()
         pipe = self.client.pipeline(transaction=True)
         pipe.xadd(stream, self.signer.sign(stream, fields))  # type: ignore[arg-type]
         pipe.xack(entry.stream, CONSUMER_GROUP, entry.eid)
         pipe.xdel(entry.stream, entry.eid)
         new_eid = pipe.execute()[0]
-        job_id = fields.get(b"id", b"").decode(errors="replace")
+        job_id = fields.get(wire.F.ID, b"").decode(errors="replace")
         log.warning(
             "consumer %s: job=%s needs %s, this node runs %s: handed to node %s",
             self.name,
@@ -127,7 +127,12 @@ class Admission:
         )
         client = wire.client_of(fields)
         if client is not None:
-            moved = {"k": "moved", "node": node, "stream": stream, "eid": new_eid}
+            moved = {
+                wire.N.KIND: "moved",
+                wire.N.NODE: node,
+                wire.N.STREAM: stream,
+                wire.N.EID: new_eid,
+            }
             with contextlib.suppress(redis.RedisError):  # the client also finds it by scanning
                 self.events.emit(self.keys.results(client), job_id, moved)
 
@@ -136,7 +141,7 @@ class Admission:
         for the job forever otherwise)."""
         log.error("consumer %s: refusing entry %s: %s", self.name, entry.eid.decode(), reason)
         pipe = self.client.pipeline(transaction=True)
-        client, job_id = wire.client_of(entry.fields), entry.fields.get(b"id", b"")
+        client, job_id = wire.client_of(entry.fields), entry.fields.get(wire.F.ID, b"")
         if client is not None and job_id:
             results_key = self.keys.results(client)
             notice = wire.refusal_fields(job_id, self.node, reason)
@@ -145,11 +150,11 @@ class Admission:
         pipe.xadd(
             self.keys.dead_letters,
             {
-                b"entry": entry.eid,
-                b"stream": entry.stream.encode(),
-                b"reason": reason.encode(),
-                b"node": self.node.encode(),
-                b"id": entry.fields.get(b"id", b"")[:200],
+                wire.F.ENTRY: entry.eid,
+                wire.F.STREAM: entry.stream.encode(),
+                wire.F.REASON: reason.encode(),
+                wire.F.NODE: self.node.encode(),
+                wire.F.ID: entry.fields.get(wire.F.ID, b"")[:200],
             },
             maxlen=1000,
             approximate=True,

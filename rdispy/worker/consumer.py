@@ -90,9 +90,9 @@ class Consumer:
         self._worked = False  # back from running jobs: may wait for the next ones at once
         self.streams = [self.keys.node_jobs(config.node), self.keys.jobs]
         self._origin: wire.Fields = {  # where results come from, in every result entry
-            b"node": config.node.encode(),
-            b"ip": config.ip.encode(),
-            b"pid": b"%d" % os.getpid(),
+            wire.F.NODE: config.node.encode(),
+            wire.F.IP: config.ip.encode(),
+            wire.F.PID: b"%d" % os.getpid(),
         }
         parsed = ConsumerName.parse(name)
         attempt = attempts.Template(
@@ -253,7 +253,7 @@ class Consumer:
         """Take the cores the job needs (``cp``, default 1) before it starts.  A one-core job
         finding them all held goes back to the queue; a job that needs several reserves them
         at once, so no new job starts here, and waits until running ones have ended."""
-        need = min(int(entry.fields.get(b"cp", b"1") or 1), self.config.cpus)
+        need = min(wire.JobHeader(entry.fields).cores, self.config.cpus)
         self.slots.set_weight(self.index, need)
         while self.slots.weight_total() > self.config.cpus:
             # one core short, stopping, or another consumer already waiting for cores: step back
@@ -269,10 +269,10 @@ class Consumer:
         """Put back a job of a session whose setup failed here, for another node to run; after
         SETUP_BOUNCES such returns of the same job (no other node took it) it runs here and fails
         with the setup error."""
-        session = entry.fields.get(b"cl", b"").decode()
-        if not self.sessions.failed_here(session):
+        header = wire.JobHeader(entry.fields)
+        if not self.sessions.failed_here(header.session):
             return False
-        job_id = entry.fields[b"id"].decode()
+        job_id = header.job_id
         bounces = self._bounces.get(job_id, 0)
         if bounces >= SETUP_BOUNCES:
             self._bounces.pop(job_id, None)
@@ -284,18 +284,18 @@ class Consumer:
 
     def _execute(self, entry: Entry) -> Publish:
         eid, fields = entry.eid, entry.fields
-        job_id = fields[b"id"].decode()
-        client = fields[b"c"].decode()
+        header = wire.JobHeader(fields)
+        job_id = header.job_id
+        client = header.client
         results_key = self.keys.results(client)
-        timeout = float(fields.get(b"to", b"0") or 0)
         # monotonic: the supervisor times the job on the same host, immune to clock steps
-        self.slots.start(self.index, eid, fields[b"id"], time.monotonic(), timeout)
-        if fields.get(b"ev"):
+        self.slots.start(self.index, eid, header.raw_id, time.monotonic(), header.timeout)
+        if header.events:
             started = {
-                "k": "run",
-                "t0": repr(time.time()),
-                "node": self.config.node,
-                "ip": self.config.ip,
+                wire.N.KIND: "run",
+                wire.N.STARTED: repr(time.time()),
+                wire.N.NODE: self.config.node,
+                wire.N.IP: self.config.ip,
             }
             with contextlib.suppress(redis.RedisError):  # a progress note, not worth a failure
                 self.events.emit(results_key, job_id, started, wait=False)
@@ -325,7 +325,7 @@ class Consumer:
             self.slots.finish(self.index)
             self.slots.set_weight(self.index, 0)
         result = wire.result_fields(
-            fields[b"id"],
+            header.raw_id,
             outcome.kind,
             self.payloads.hand_back(fields, outcome),
             self._origin,
@@ -334,16 +334,16 @@ class Consumer:
             outcome.stdout,
             outcome.stderr,
         )
-        if fields[b"k"] == b"chunk":  # so that a client that reattaches knows its calls
-            result[b"ck"] = fields.get(b"n", b"")
+        if header.is_chunk:  # so that a client that reattaches knows its calls
+            result[wire.F.CHUNK_CALLS] = header.calls
         attempt = (
             job_id,
             outcome.started,
             outcome.ended,
             outcome.kind == "ok" and not outcome.etype,  # a map chunk may fail with "ok"
             outcome.error,
-            fields.get(b"fq", b"")[: wire.LABEL_MAX],  # whatever a client sent
-            fields.get(b"fa", b"")[: wire.LABEL_MAX],
+            header.label,  # whatever a client sent (cut to LABEL_MAX)
+            header.arguments,
             outcome.etype,
             outcome.traceback,
         )
@@ -369,13 +369,14 @@ class Consumer:
     def _run(self, fields: dict[bytes, bytes], job_id: str) -> runner.Outcome:
         limited = self.config.memory_limit is not None
         try:
-            fn = self.functions.get(fields[b"fn"], job_id)
+            header = wire.JobHeader(fields)
+            fn = self.functions.get(header.function, job_id)
             pickled = self.payloads.arguments(fields, job_id)
             payload = serialization.loads(pickled, "arguments", job_id)
-            session = fields.get(b"cl")
+            session = header.session
             if session:
-                self.sessions.enter(session.decode(), fields, fn, job_id)
-            if fields[b"k"] == b"chunk":
+                self.sessions.enter(session, fields, fn, job_id)
+            if header.is_chunk:
                 failures: list[BaseException] = []
                 outcome = runner.run(
                     runner.call_chunk, (fn, payload, failures), {}, job_id,

@@ -55,15 +55,15 @@ class ControlReader:
             except RdispyError as exc:
                 self._refuse(eid, fields, str(exc))
                 continue
-            if fields.get(b"op") == b"close":
-                session = fields.get(b"session", b"").decode()
+            if fields.get(wire.F.OP) == b"close":
+                session = fields.get(wire.F.CLOSED_SESSION, b"").decode()
                 if session.isalnum():
-                    self.on_close(session, fields.get(b"rm") == b"1")
-            elif fields.get(b"op") == b"drain":
-                if fields.get(b"node", b"").decode(errors="replace") == self.node:
+                    self.on_close(session, fields.get(wire.F.REMOVE) == b"1")
+            elif fields.get(wire.F.OP) == b"drain":
+                if fields.get(wire.F.NODE, b"").decode(errors="replace") == self.node:
                     self.on_drain()
-            elif fields.get(b"op") == b"cancel":
-                self.on_cancel(fields.get(b"id", b"").decode())
+            elif fields.get(wire.F.OP) == b"cancel":
+                self.on_cancel(fields.get(wire.F.ID, b"").decode())
 
     def _refuse(self, eid: bytes, fields: dict[bytes, bytes], reason: str) -> None:
         """Log, count and dead-letter a control message without a valid signature.  It stays in
@@ -73,11 +73,11 @@ class ControlReader:
         pipe.xadd(
             self.keys.dead_letters,
             {
-                b"entry": eid,
-                b"stream": self.keys.control.encode(),
-                b"reason": reason.encode(),
-                b"node": self.node.encode(),
-                b"id": fields.get(b"id", b"")[:200],
+                wire.F.ENTRY: eid,
+                wire.F.STREAM: self.keys.control.encode(),
+                wire.F.REASON: reason.encode(),
+                wire.F.NODE: self.node.encode(),
+                wire.F.ID: fields.get(wire.F.ID, b"")[:200],
             },
             maxlen=1000,
             approximate=True,

@@ -34,11 +34,11 @@ class Payloads:
     def arguments(self, fields: dict[bytes, bytes], job_id: str) -> bytes:
         """The pickled arguments: inline, in the client's handoff file on this host, or (from
         another host) uploaded by the client as a blob on request."""
-        inline = fields.get(b"p")
+        inline = fields.get(wire.F.PAYLOAD)
         if inline:
             return inline
-        name, expected = fields[b"pf"].decode(), fields[b"pz"].decode()
-        folder = handoff.local_folder(fields[b"sm"])
+        name, expected = fields[wire.F.PAYLOAD_FILE].decode(), fields[wire.F.PAYLOAD_HASH].decode()
+        folder = handoff.local_folder(fields[wire.F.HANDOFF])
         if folder is not None:
             try:
                 return handoff.read(folder, name, expected, job_id)
@@ -54,7 +54,9 @@ class Payloads:
                     raise DeserializationError("uploaded arguments do not match their hash", job_id)
                 return data
             if not asked:
-                self.events.emit(self.keys.results(fields[b"c"].decode()), job_id, {"k": "need"})
+                self.events.emit(
+                    self.keys.results(fields[wire.F.CLIENT].decode()), job_id, {wire.N.KIND: "need"}
+                )
                 asked = True
             if time.monotonic() > deadline:
                 raise JobError(
@@ -68,15 +70,18 @@ class Payloads:
     def hand_back(self, fields: dict[bytes, bytes], outcome: runner.Outcome) -> wire.Fields:
         """Result payload fields: a large result goes through a file when the client shares
         this host; otherwise (or if the file cannot be written) inline."""
-        sm = fields.get(b"sm")
+        sm = fields.get(wire.F.HANDOFF)
         if outcome.kind == "ok" and sm and len(outcome.payload) >= handoff.MIN_BYTES:
             folder = handoff.local_folder(sm)
             if folder is not None:
                 name = handoff.result_name()
                 try:
                     digest = handoff.write(folder, name, outcome.payload)
-                    return {b"pf": name.encode(), b"pz": digest.encode()}
+                    return {
+                        wire.F.PAYLOAD_FILE: name.encode(),
+                        wire.F.PAYLOAD_HASH: digest.encode(),
+                    }
                 except OSError as exc:
                     handoff.remove(folder, name)
                     log.debug("result file not written (%s); sending it inline", exc)
-        return {b"p": outcome.payload}
+        return {wire.F.PAYLOAD: outcome.payload}

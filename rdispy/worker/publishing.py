@@ -50,7 +50,7 @@ class Events:
 
     def emit(self, results_key: str, job_id: str, event: dict[str, Any], wait: bool = True) -> None:
         """Publish an event (running, provisional result, file) to the job's client."""
-        fields = self.signer.sign(results_key, wire.encode({"id": job_id, **event}))
+        fields = self.signer.sign(results_key, wire.encode({wire.N.ID: job_id, **event}))
         command = ("XADD", results_key, "*", *itertools.chain(*fields.items()))
         if wait:
             self.link.call(*command)
@@ -62,10 +62,10 @@ class Events:
         its client) when the client has MAX_EVENTS entries unread, or when Redis cannot be
         reached: a client that stops reading never blocks or fills up the node."""
         results_key = self.keys.results(client)
-        if event.get("k") != "prov":
+        if event.get(wire.N.KIND) != "prov":
             self.emit(results_key, job_id, event)
             return
-        fields = self.signer.sign(results_key, wire.encode({"id": job_id, **event}))
+        fields = self.signer.sign(results_key, wire.encode({wire.N.ID: job_id, **event}))
         call = (
             [results_key, self.keys.client(client)],
             [defaults.MAX_EVENTS, *itertools.chain(*fields.items())],
@@ -188,15 +188,15 @@ class ResultPublisher:
 
     def _dropped(self, publish: Publish, outcome: int) -> None:
         entry, _, result, _ = publish
-        if b"pf" in result:  # a result file nobody will read
-            folder = handoff.local_folder(entry.fields.get(b"sm", b""))
+        if wire.F.PAYLOAD_FILE in result:  # a result file nobody will read
+            folder = handoff.local_folder(entry.fields.get(wire.F.HANDOFF, b""))
             if folder is not None:
-                handoff.remove(folder, result[b"pf"].decode())
+                handoff.remove(folder, result[wire.F.PAYLOAD_FILE].decode())
         if outcome == -1:
             self.slots.fenced(self.index)  # taken over: the supervisor reincarnates the node
         log.warning(
             "consumer %s: result of job %s dropped (%s)",
             self.name,
-            result[b"id"].decode(),
+            result[wire.F.ID].decode(),
             "taken over by another node" if outcome == -1 else "attempt superseded",
         )

@@ -114,28 +114,28 @@ class Recoverer:
             pipe.execute()
             return 0
         fields = entries[0][1]
-        job_id = fields.get(b"id", b"?").decode()
-        results = self.keys.results(fields.get(b"c", b"?").decode())
+        job_id = fields.get(wire.F.ID, b"?").decode()
+        results = self.keys.results(fields.get(wire.F.CLIENT, b"?").decode())
         lost = self.signer.sign(
             results,
             wire.encode(
                 {
-                    "id": job_id,
-                    "k": "lost",
-                    "cause": cause,
-                    "why": why,
-                    "node": self.reporter,
-                    "t1": repr(time.time()),
+                    wire.N.ID: job_id,
+                    wire.N.KIND: "lost",
+                    wire.N.CAUSE: cause,
+                    wire.N.WHY: why,
+                    wire.N.NODE: self.reporter,
+                    wire.N.ENDED: repr(time.time()),
                 }
             ),
         )
         record = ""
         if charge:
             what = {"id": job_id, "outcome": _OUTCOMES.get(cause, cause), "error": why}
-            if fields.get(b"fq"):  # what it ran, for the monitor
-                what["fn"] = fields[b"fq"][: wire.LABEL_MAX].decode(errors="replace")
-            if fields.get(b"fa"):
-                what["args"] = fields[b"fa"][: wire.LABEL_MAX].decode(errors="replace")
+            if fields.get(wire.F.LABEL):  # what it ran, for the monitor
+                what["fn"] = fields[wire.F.LABEL][: wire.LABEL_MAX].decode(errors="replace")
+            if fields.get(wire.F.ARGUMENTS):
+                what["args"] = fields[wire.F.ARGUMENTS][: wire.LABEL_MAX].decode(errors="replace")
             record = attempts.encode({**what, **(attempt or {})})
         outcome = int(
             self.scripts.recover(
@@ -150,7 +150,7 @@ class Recoverer:
                     CONSUMER_GROUP,
                     eid,
                     "1" if charge else "0",
-                    -1 if final else fields.get(b"r", b"0"),
+                    -1 if final else fields.get(wire.F.RETRIES, b"0"),
                     defaults.RESULT_TTL,
                     record,
                     *[x for pair in lost.items() for x in pair],

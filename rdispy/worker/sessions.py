@@ -21,7 +21,7 @@ from typing import Any
 
 import redis
 
-from rdispy import serialization
+from rdispy import serialization, wire
 from rdispy.errors import JobError
 from rdispy.keys import Keys
 from rdispy.worker import dispy_session
@@ -75,7 +75,8 @@ class Sessions:
         self, session: str, fields: dict[bytes, bytes], fn: Callable[..., Any], job_id: str
     ) -> None:
         """Run in the cluster session's folder with its dependencies; run its setup once."""
-        folder, names = self.workspace.prepare(session, fields.get(b"dp"), job_id)
+        header = wire.JobHeader(fields)
+        folder, names = self.workspace.prepare(session, header.depends, job_id)
         if self._cwd is not folder:  # the same object for every job of a session
             os.chdir(folder)
             self._cwd = folder
@@ -89,14 +90,14 @@ class Sessions:
             )
         if session in self._failed_setups:  # handed on enough times: no other node took it
             raise JobError(self._failed_setups[session], job_id)
-        setup = fields.get(b"su")
-        setup_args = fields.get(b"sa", b"")
+        setup = header.setup
+        setup_args = header.setup_args
         done = self._setups.get(session)
         if setup and done != (setup, setup_args):
             if done is not None:  # the client set this node up again: undo the old setup
                 self._run_cleanup(session)
             self._run_setup(session, fields, setup, setup_args, namespace, folder, job_id)
-        cleanup = fields.get(b"cu")
+        cleanup = header.cleanup
         if cleanup and session not in self._cleanups:
             self._cleanups[session] = (cleanup, setup_args, fn)
 
@@ -118,7 +119,8 @@ class Sessions:
             args = self._setup_arguments(setup_args, job_id)
             with dispy_session.setup_lock(folder):
                 # each consumer runs the setup: each finds the files, even if one removed them
-                self.workspace.prepare(session, fields.get(b"dp"), job_id, again=True)
+                depends = wire.JobHeader(fields).depends
+                self.workspace.prepare(session, depends, job_id, again=True)
                 status = setup_fn(*args)
             if not dispy_session.setup_ok(status):
                 raise JobError(f"setup returned {status!r} on node {self.node}", job_id)
@@ -159,8 +161,8 @@ class Sessions:
         text = f"setup failed on node {self.node}: {type(exc).__name__}: {exc}"
         self._failed_setups[session] = text
         log.warning("consumer %s: %s", self.name, text)
-        results_key = self.keys.results(fields[b"c"].decode())
-        event = {"k": "excl", "node": self.node, "ip": self.ip, "why": text}
+        results_key = self.keys.results(wire.JobHeader(fields).client)
+        event = {wire.N.KIND: "excl", wire.N.NODE: self.node, wire.N.IP: self.ip, wire.N.WHY: text}
         with contextlib.suppress(redis.RedisError):
             self.events.emit(results_key, job_id, event)
 
