@@ -40,6 +40,8 @@ Fields = dict[bytes, bytes]
 
 #: Seconds after a caller read (leaving nothing pending) before the results thread reads again.
 GRACE = 0.005
+#: Seconds between the results thread's looks while a caller reads (to drop what it read last).
+CALLER_POLL = 0.05
 #: Seconds between the dispatcher's periodic checks (and the longest a read blocks).
 CHECK_INTERVAL = 1.0
 #: Results read are dropped from the stream once this many (or bytes of payload) are collected,
@@ -208,9 +210,6 @@ class ResultReader:
             self._baton.release()
             if others or self._closed.is_set():
                 self.wake()
-            elif self._collected or self._latency.counts:
-                with self._wakeup:  # the results thread drops them once GRACE has passed
-                    self._wakeup.notify()
 
     def wake(self) -> None:
         """Have the results thread read now (a waiter, callback or listener needs it)."""
@@ -283,7 +282,11 @@ class ResultReader:
                     if now >= next_check:
                         return False
                     wait = next_check - now
-                    if not self._caller_reading:
+                    if self._caller_reading:
+                        # look again soon: what the caller reads last is ours to drop, within
+                        # CALLER_POLL + GRACE of its read (no wake-up per result on the hot path)
+                        wait = min(wait, CALLER_POLL)
+                    else:
                         pending = self._pending() > 0
                         quiet = now - self._quiet_from
                         if pending and (self._wanted_at > self._quiet_from or quiet >= GRACE):
