@@ -300,15 +300,9 @@ class Dispatcher:
         fields = self._sent.get(future.job_id)
         if fields is None or not self.cancel_remote(future, forget=False):
             return False
-        fields = {k: v for k, v in fields.items() if k != wire.F.SIG}
-        for name, value in (placed or {}).items():
-            if value is None:
-                fields.pop(name.encode(), None)
-            else:
-                fields.update(
-                    {k: v for k, v in wire.encode({name: value}).items() if k != wire.F.VERSION}
-                )
-        fields[wire.F.PLACED] = node.encode()
+        placed = dict(placed or {})
+        fields = {k: v for k, v in fields.items() if k != wire.F.SIG and k.decode() not in placed}
+        fields.update(wire.encode({**placed, wire.N.PLACED: node}))  # (encode drops the Nones)
         future.stream = self.keys.node_jobs(node)
         future.entry_id = None
         self._sent[future.job_id] = self.signer.sign(future.stream, fields)

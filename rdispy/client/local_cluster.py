@@ -80,11 +80,11 @@ class LocalCluster:
             raise
 
     def wait_serving(self, client: Any, timeout: float) -> None:
-        """Return once the node has registered (its consumers are forked right after), so that
-        the executor starts with its cores ready; raise BrokerError when it died or is late."""
+        """Return once the node has registered and one of its consumers reads, so that the
+        executor starts with its cores ready; raise BrokerError when it died or is late."""
         deadline = time.monotonic() + timeout
         key = self.keys.node(self.name)
-        while not client.exists(key):
+        while not (client.exists(key) and self._reading(client)):
             code = self.supervisor.poll()
             if code is not None:
                 self.close(drain=False)
@@ -97,14 +97,6 @@ class LocalCluster:
                 raise BrokerError(
                     f"the embedded default's node did not start within {timeout:.0f}s "
                     "(a slow or overloaded machine: pass a larger connect_timeout)"
-                )
-            time.sleep(0.01)
-        while not self._reading(client):
-            if time.monotonic() > deadline:
-                self.close(drain=False)
-                raise BrokerError(
-                    f"the embedded default's consumers did not start reading within "
-                    f"{timeout:.0f}s (a slow or overloaded machine: pass a larger connect_timeout)"
                 )
             time.sleep(0.01)
 
