@@ -44,7 +44,8 @@ class Admission:
 
     def checked(self, entries: list[Entry]) -> list[Entry]:
         """The entries that are validly signed and of a known version; the rest are refused."""
-        valid = []
+        valid: list[Entry] = []
+        nodes: list[dict[str, str]] | None = None  # live node records, read once a batch if needed
         for entry in entries:
             try:
                 if not self.signer.enabled and wire.F.SIG in entry.fields:
@@ -54,8 +55,13 @@ class Admission:
                     )
                 self.signer.verify(entry.stream, entry.fields)
                 wire.validate_job(entry.fields)
-                if self._our_runtime(entry):
+                wanted = entry.fields.get(wire.F.RUNTIME)
+                if not wanted or wanted == serialization.RUNTIME:
                     valid.append(entry)
+                    continue
+                if nodes is None:
+                    nodes = live_nodes(self.client, self.keys, self.signer)
+                self._rehome(entry, wanted, nodes)
             except ProtocolError as exc:
                 reason = str(exc)
                 if entry.fields.get(wire.F.VERSION) != wire.VERSION:
@@ -76,14 +82,10 @@ class Admission:
             "a new wire version needs its nodes upgraded before its clients"
         )
 
-    def _our_runtime(self, entry: Entry) -> bool:
-        """Whether this node's Python and cloudpickle can unpickle the entry's job (its client's
-        runtime tag).  If not, the entry goes to the least loaded live node that can, or, when
-        none can, is refused with both runtimes named: a rolling upgrade loses no job."""
-        wanted = entry.fields.get(wire.F.RUNTIME)
-        if not wanted or wanted == serialization.RUNTIME:
-            return True
-        records = live_nodes(self.client, self.keys, self.signer)
+    def _rehome(self, entry: Entry, wanted: bytes, records: list[dict[str, str]]) -> None:
+        """An entry this node's Python or cloudpickle cannot unpickle (its client's runtime tag
+        ``wanted`` differs): it goes to the least loaded live node that can, or, when none can,
+        is refused with both runtimes named: a rolling upgrade loses no job."""
         tags = {
             r.get("name", "?"): serialization.runtime_tag(
                 r.get("python", ""), r.get("cloudpickle", "")
@@ -103,7 +105,6 @@ class Admission:
                 f"{serialization.RUNTIME.decode()} (live nodes: {seen}); start a node with the "
                 "client's Python and cloudpickle, or submit from a client that matches a node",
             )
-        return False
 
     def _hand_to(self, entry: Entry, node: str, runtime: bytes) -> None:
         """Move an entry, untouched but for its signature, into ``node``'s own stream, and tell
