@@ -57,11 +57,11 @@ def test_a_wire_version_the_node_does_not_speak_fails_at_once(
     start_worker(redis_url, 1, "old")
     with rdispy.Executor(redis_url, cluster=cluster) as ex:
         assert ex.submit(pow, 2, 2).result(DEADLINE) == 4
-        monkeypatch.setattr(wire, "VERSION", b"99")  # this client now writes a newer wire
+        monkeypatch.setattr(wire.fields, "VERSION", b"99")  # this client now writes a newer wire
         error = refused(ex)
         assert "protocol version" in error.reason and "99" in error.reason
         assert "speaks wire version 1; live nodes: old 1" in error.reason
-        monkeypatch.setattr(wire, "VERSION", b"1")
+        monkeypatch.setattr(wire.fields, "VERSION", b"1")
         assert ex.submit(pow, 2, 4).result(DEADLINE) == 16  # the executor is unharmed
 
 
