@@ -4,6 +4,7 @@ with a capped backoff for a server that is not up yet."""
 from __future__ import annotations
 
 import logging
+import os
 import ssl
 import time
 from collections.abc import Callable
@@ -11,11 +12,16 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import redis
+from redis.asyncio.connection import RedisSSLContext
+from redis.connection import parse_url
 
 from rdispy import defaults
 from rdispy.errors import BrokerError, ConfigError
 
 log = logging.getLogger(__name__)
+
+#: Values of a yes/no environment variable that mean yes.
+TRUE_WORDS = ("1", "true", "yes", "on")
 
 #: Errors that mean "the server is not there (yet)", worth retrying.
 TRANSIENT = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
@@ -69,6 +75,29 @@ def connect(url: str, **options: object) -> redis.Redis:
         return redis.Redis.from_url(url, **settings)  # type: ignore[arg-type]
     except ValueError as exc:
         raise ConfigError(f"invalid Redis URL {redact(url)!r}: {exc}") from exc
+
+
+def tls_context(url: str) -> ssl.SSLContext | None:
+    """The TLS context a ``rediss://`` URL asks for, built from every ``ssl_*`` option of its
+    query as redis-py reads them (``ssl_ca_certs``, ``ssl_ca_path``, ``ssl_ca_data``,
+    ``ssl_certfile``, ``ssl_keyfile``, ``ssl_password``, ``ssl_cert_reqs``,
+    ``ssl_check_hostname``, ``ssl_min_version``, ``ssl_ciphers``); None for other schemes.
+    For code that opens its own sockets (the relay)."""
+    if urlsplit(url).scheme != "rediss":
+        return None
+    try:
+        options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
+    except ValueError as exc:
+        raise ConfigError(f"invalid Redis URL {redact(url)!r}: {exc}") from exc
+    tls = {k.removeprefix("ssl_"): v for k, v in options.items() if k.startswith("ssl_")}
+    tls.setdefault("cert_reqs", "required")
+    tls.setdefault("check_hostname", tls["cert_reqs"] in ("required", ssl.CERT_REQUIRED))
+    if "min_version" in tls:
+        tls["min_version"] = ssl.TLSVersion(tls["min_version"])
+    try:
+        return RedisSSLContext(**tls).get()
+    except (TypeError, ValueError, OSError, redis.RedisError) as exc:
+        raise ConfigError(f"TLS options of {redact(url)!r} are not usable: {exc}") from exc
 
 
 def wait_for(
@@ -144,21 +173,36 @@ def _tls_refusal(exc: BaseException) -> str | None:
     return None
 
 
-def eviction_policy(client: redis.Redis, url: str) -> str:
-    """The server's maxmemory-policy ("unknown" where CONFIG is forbidden); warns loudly when
-    it could evict keys, because an evicted job, result or blob is lost silently."""
+def eviction_policy(client: redis.Redis, url: str, allow: bool | None = None) -> str:
+    """The server's maxmemory-policy, read from ``INFO memory`` (managed services forbid
+    ``CONFIG``; "unknown" where INFO does not say).  A policy that may evict keys loses queued
+    jobs, results and function blobs silently, so it is refused with ConfigError unless
+    ``allow`` (None: the RDISPY_ALLOW_EVICTION variable; ``rdispy worker --allow-eviction``),
+    and then only warned about."""
     try:
-        reply: Any = client.config_get("maxmemory-policy")
-        policy = str(reply.get("maxmemory-policy", "unknown"))
-    except redis.ResponseError:
+        info: Any = client.info("memory")
+    except redis.ResponseError:  # INFO forbidden by an ACL
         return "unknown"
-    if policy not in ("noeviction", "unknown"):
-        log.warning(
-            "Redis at %s has maxmemory-policy %s: it may silently evict queued jobs, results and "
-            "function blobs; set it to noeviction (CONFIG SET maxmemory-policy noeviction)",
-            redact(url),
-            policy,
+    policy = str(info.get("maxmemory_policy", "unknown"))
+    if policy in ("noeviction", "unknown"):
+        return policy
+    if allow is None:
+        allow = os.environ.get(defaults.ENV_ALLOW_EVICTION, "").lower() in TRUE_WORDS
+    if not allow:
+        raise ConfigError(
+            f"Redis at {redact(url)} has maxmemory-policy {policy}: it may silently evict "
+            "queued jobs, results and function blobs.  Set it to noeviction (CONFIG SET "
+            "maxmemory-policy noeviction, or the service's parameter group / configuration), "
+            "or accept the risk with rdispy worker --allow-eviction and "
+            f"{defaults.ENV_ALLOW_EVICTION}=1 for clients"
         )
+    log.warning(
+        "Redis at %s has maxmemory-policy %s: it may silently evict queued jobs, results and "
+        "function blobs (allowed by --allow-eviction / %s)",
+        redact(url),
+        policy,
+        defaults.ENV_ALLOW_EVICTION,
+    )
     return policy
 
 

@@ -29,6 +29,9 @@ ENV_SECRET = "RDISPY_SECRET"
 ENV_HANDOFF = "RDISPY_HANDOFF"
 #: `rdispy server --password`.
 ENV_SERVER_PASSWORD = "RDISPY_SERVER_PASSWORD"
+#: "1" (or true/yes/on) lets clients use a Redis whose maxmemory-policy may evict keys (read by
+#: ``connection.eviction_policy`` at each use; nodes: `rdispy worker --allow-eviction`).
+ENV_ALLOW_EVICTION = "RDISPY_ALLOW_EVICTION"
 #: `rdispy worker --max-output`.
 ENV_MAX_OUTPUT = "RDISPY_MAX_OUTPUT"
 #: `rdispy worker --discover-interface`.

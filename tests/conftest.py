@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -219,3 +220,54 @@ def no_leaked_processes(request: pytest.FixtureRequest) -> Iterator[None]:
         except psutil.NoSuchProcess:
             pass
     pytest.fail(f"test leaked processes: {details}")
+
+
+# -- `rdispy relay` processes (tests/integration/test_relay.py, tests/faults/test_tls.py) --------
+
+
+class Relay:
+    def __init__(self, proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
+        self.proc, self.port, self.log = proc, port, log
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture
+def start_relay(cluster: str, tmp_path: Path) -> Iterator[Callable[..., Relay]]:
+    started: list[Relay] = []
+
+    def start(url: str, *extra: str) -> Relay:
+        port = free_port()
+        log = tmp_path / f"relay{len(started)}.log"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rdispy", "-v", "relay", "--redis", url,
+             "--listen", f"127.0.0.1:{port}", "--cluster", cluster, "--name", "r1", *extra],
+            stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT,
+            env=dict(os.environ, RDISPY_HEARTBEAT=str(HEARTBEAT)),
+        )  # fmt: skip
+        relay = Relay(proc, port, log)
+        started.append(relay)
+        deadline = time.monotonic() + 30
+        while not _listening(port) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, relay.output()
+        return relay
+
+    yield start
+    for relay in started:
+        if relay.proc.poll() is None:
+            relay.proc.send_signal(signal.SIGTERM)
+            relay.proc.wait(10)
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), 0.5).close()
+        return True
+    except OSError:
+        return False

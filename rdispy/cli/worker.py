@@ -113,6 +113,14 @@ class Size(click.ParamType):  # type: ignore[type-arg]
     "resident memory of the job with every process it starts); a job over it fails with "
     "MemoryLimitExceeded and its consumer is replaced.  Default: no limit.",
 )
+@click.option(
+    "--allow-eviction",
+    is_flag=True,
+    envvar=defaults.ENV_ALLOW_EVICTION,
+    show_envvar=True,
+    help="Serve a Redis whose maxmemory-policy may evict keys (refused by default: an evicted "
+    "job, result or function blob is lost without a trace); only warn.",
+)
 @click.option("--owner-pid", type=int, default=None, hidden=True)
 @click.option("--stop-server-with-owner", is_flag=True, hidden=True)
 def worker(
@@ -130,6 +138,7 @@ def worker(
     discover: bool,
     discover_interface: str | None,
     memory_limit: int | None,
+    allow_eviction: bool,
     owner_pid: int | None,
     stop_server_with_owner: bool,
 ) -> None:
@@ -164,5 +173,6 @@ def worker(
         max_output=max_output or defaults.MAX_OUTPUT,
         workdir=workdir,
         memory_limit=memory_limit,
+        allow_eviction=allow_eviction,
     )
     sys.exit(Supervisor(config).run())

@@ -42,7 +42,7 @@ from rdispy.client.reader import ResultReader
 from rdispy.client.results import EVENT_KINDS, Results
 from rdispy.client.sender import Sender
 from rdispy.client.upkeep import Upkeep
-from rdispy.errors import BrokerError, ExecutorBroken
+from rdispy.errors import BrokerError, ConfigError, ExecutorBroken
 from rdispy.keys import CONSUMER_GROUP, Keys
 from rdispy.scripts import Scripts
 from rdispy.streams import ensure_group
@@ -96,8 +96,12 @@ class Dispatcher:
             ensure_group(self.client, keys)
             connection.eviction_policy(self.client, url)
             self.upkeep.start()
-        except redis.RedisError as exc:
+        except (redis.RedisError, ConfigError) as exc:
+            self._closed.set()
+            self.sender.join()
             self.client.close()
+            if isinstance(exc, ConfigError):
+                raise
             raise BrokerError(
                 f"Redis at {connection.redact(url)} refused the client: "
                 f"{connection.error_text(exc)} (see the README's ACL section)"

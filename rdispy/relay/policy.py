@@ -86,7 +86,7 @@ COMMANDS: dict[bytes, Callable[[Args], list[bytes]]] = {
     b"DISCARD": _none,
     b"SELECT": _none,
     b"CLIENT": _none,
-    b"CONFIG": _none,
+    b"INFO": _none,
     b"SCRIPT": _none,
     b"EVALSHA": _script_keys,
     b"EVAL": _script_keys,
@@ -119,7 +119,6 @@ COMMANDS: dict[bytes, Callable[[Args], list[bytes]]] = {
 #: Subcommands allowed for the commands that have them.
 SUBCOMMANDS: dict[bytes, frozenset[bytes]] = {
     b"CLIENT": frozenset({b"INFO", b"SETINFO", b"SETNAME", b"GETNAME", b"ID"}),
-    b"CONFIG": frozenset({b"GET"}),
     b"SCRIPT": frozenset({b"LOAD", b"EXISTS"}),
     b"XGROUP": frozenset({b"CREATE", b"DELCONSUMER", b"CREATECONSUMER"}),
     b"XINFO": frozenset({b"CONSUMERS", b"GROUPS", b"STREAM"}),
@@ -187,8 +186,8 @@ class Policy:
             )
         if name == b"SELECT" and args[1:] != [b"0"]:
             raise Refused("only database 0")
-        if name == b"CONFIG" and [a.lower() for a in args[2:]] != [b"maxmemory-policy"]:
-            raise Refused("CONFIG GET of maxmemory-policy only")
+        if name == b"INFO" and [a.lower() for a in args[1:]] != [b"memory"]:
+            raise Refused("INFO memory only (the eviction policy)")
         if name == b"EVALSHA" and (len(args) < 2 or args[1].lower() not in self._shas):
             raise Refused("EVALSHA of a script that is not one of rdispy's")
         if name == b"EVAL" and self._sha(args) not in self._shas:

@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import logging
 import socket
-import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
@@ -49,12 +48,12 @@ def upstream_opener(url: str) -> Opener:
         user = unquote(parts.username) if parts.username else None
         auth = [b"AUTH", *([user.encode()] if user else []), unquote(parts.password).encode()]
     db = parts.path.strip("/") if parts.scheme != "unix" else ""
+    tls = connection.tls_context(url)
 
     async def open_() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if parts.scheme == "unix":
             opening = asyncio.open_unix_connection(parts.path, limit=CHUNK)
         else:
-            tls = ssl.create_default_context() if parts.scheme == "rediss" else None
             opening = asyncio.open_connection(
                 parts.hostname, parts.port or 6379, ssl=tls, limit=CHUNK
             )

@@ -78,6 +78,7 @@ class SupervisorConfig:
     workdir: Path | None = None  # default: a folder per node name in the temp folder
     kill_grace: float = defaults.KILL_GRACE
     memory_limit: int | None = None  # bytes per consumer (rlimit and process-group RSS)
+    allow_eviction: bool = False  # serve a Redis whose maxmemory-policy may evict keys
 
 
 class Supervisor:
@@ -162,7 +163,7 @@ class Supervisor:
             log.warning(
                 "node %s: settled %d entries left by a previous run", self.config.name, settled
             )
-        connection.eviction_policy(self.client, self.config.url)
+        connection.eviction_policy(self.client, self.config.url, self.config.allow_eviction)
         self.record.ip = address_seen_by(self.client)
         self._beat()
         for slot in range(self.config.cpus):

@@ -7,8 +7,9 @@
 - 22: a result over the worker's ``--max-result`` fails that job alone with ResultTooLarge; the
   consumer survives, nothing oversized is left in Redis, the next job runs.
 - 15: with ``maxmemory`` and ``noeviction`` an overflowing submit fails its future with a clear
-  BrokerError and leaves no half-written job; an evicting ``maxmemory-policy`` makes the worker
-  and the client warn loudly.
+  BrokerError and leaves no half-written job; an evicting ``maxmemory-policy`` is refused by the
+  worker and the client (read from INFO, as managed services forbid CONFIG), or only warned about
+  with ``--allow-eviction``.
 """
 
 from __future__ import annotations
@@ -241,12 +242,31 @@ def test_full_memory_fails_the_submit_clearly_and_half_writes_nothing(
     r.close()
 
 
-@pytest.mark.parametrize("policy", ["allkeys-lru", "volatile-ttl", "noeviction"])
-def test_evicting_memory_policy_is_warned_about_by_worker_and_client(
-    private_server, start_worker, cluster, caplog, policy
+@pytest.mark.parametrize("policy", ["allkeys-lru", "volatile-ttl"])
+def test_an_evicting_memory_policy_is_refused_by_worker_and_client(
+    private_server, start_worker, cluster, policy
 ):
     srv = private_server(extra_args=("--maxmemory-policy", policy))
-    worker = start_worker(srv.url, 1)
+    threads = set(threading.enumerate())
+    with pytest.raises(rdispy.ConfigError, match=f"maxmemory-policy {policy}") as info:
+        rdispy.Executor(srv.url, cluster=cluster)
+    assert set(threading.enumerate()) <= threads  # the refused client left no thread behind
+    assert "--allow-eviction" in str(info.value) and "RDISPY_ALLOW_EVICTION" in str(info.value)
+    worker = start_worker(srv.url, 1, wait_ready=False)
+    code = worker.proc.wait(DEADLINE)
+    out = worker.output()
+    assert code != 0, out
+    assert f"maxmemory-policy {policy}" in out and "--allow-eviction" in out
+    assert "Traceback" not in out
+
+
+@pytest.mark.parametrize("policy", ["allkeys-lru", "volatile-ttl", "noeviction"])
+def test_an_evicting_policy_allowed_is_warned_about_by_worker_and_client(
+    private_server, start_worker, cluster, caplog, monkeypatch, policy
+):
+    srv = private_server(extra_args=("--maxmemory-policy", policy))
+    worker = start_worker(srv.url, 1, None, "--allow-eviction")
+    monkeypatch.setenv("RDISPY_ALLOW_EVICTION", "1")
     with caplog.at_level(logging.WARNING, logger="rdispy"):
         with executor(srv.url, cluster=cluster) as ex:
             assert ex.submit(pow, 2, 3).result(DEADLINE) == 8
@@ -265,3 +285,23 @@ def test_evicting_memory_policy_is_warned_about_by_worker_and_client(
     else:
         assert len(client_warned) == 1
         assert line in worker.output()  # the worker has logged it by the time it serves
+
+
+def test_the_policy_is_read_without_config_as_managed_services_forbid_it(
+    private_server, start_worker, cluster
+):
+    """A user that may not run CONFIG (ElastiCache, Memorystore, Azure) still has the policy
+    checked: it is read from INFO memory."""
+    srv = private_server(extra_args=("--maxmemory-policy", "volatile-lru"))
+    admin = redis.Redis(port=srv.port)
+    admin.execute_command("ACL", "SETUSER", "managed", "on", ">pw", "~*", "&*", "+@all", "-config")
+    url = srv.url.replace("redis://", "redis://managed:pw@")
+    with pytest.raises(rdispy.ConfigError, match="maxmemory-policy volatile-lru"):
+        rdispy.Executor(url, cluster=cluster)
+    admin.config_set("maxmemory-policy", "noeviction")
+    start_worker(url, 1)
+    with executor(url, cluster=cluster) as ex:
+        assert ex.submit(pow, 2, 5).result(DEADLINE) == 32
+    refusals: Any = admin.execute_command("ACL", "LOG")
+    assert not [entry for entry in refusals if "config" in repr(entry).lower()]
+    admin.close()

@@ -5,6 +5,8 @@ The embedded server has no TLS, so a TLS-terminating proxy stands in front of it
 from __future__ import annotations
 
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +20,8 @@ from tests.faults.proxy import Proxy
 from tests.helpers import DEADLINE, executor
 
 pytestmark = pytest.mark.integration
+
+SECRET = "tls-relay-secret"
 
 
 @dataclass
@@ -78,3 +82,23 @@ def test_a_wrong_ca_or_host_name_is_refused_at_once(
     assert code != 0, out
     assert "TLS connection to Redis" in out and expected in out
     assert "Traceback" not in out
+
+
+def test_the_relay_keeps_the_tls_options_of_its_upstream_url(
+    tls, cluster, start_worker, start_relay
+):
+    """A relay to a Redis with a private CA (``ssl_ca_certs`` in its URL) carries the jobs of
+    the nodes behind it; with the wrong CA it stops at once, saying why."""
+    relay = start_relay(tls.url(), "--discovery-port", "0", "--secret", SECRET)
+    start_worker(relay.url, 2, "behind-tls", "--secret", SECRET)
+    with executor(tls.url(), cluster=cluster, secret=SECRET) as ex:
+        futures = [ex.submit(pow, i, 2) for i in range(10)]
+        assert [f.result(DEADLINE) for f in futures] == [i * i for i in range(10)]
+        assert {f.node for f in futures} == {"behind-tls"}
+    wrong = subprocess.run(
+        [sys.executable, "-m", "rdispy", "relay", "--redis", tls.url(ca=tls.other_ca),
+         "--listen", "127.0.0.1:0", "--cluster", cluster, "--discovery-port", "0"],
+        capture_output=True, text=True, timeout=DEADLINE,
+    )  # fmt: skip
+    assert wrong.returncode != 0
+    assert "certificate verify failed" in wrong.stderr + wrong.stdout

@@ -5,14 +5,10 @@ tests/cluster (namespaces)."""
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 import redis
@@ -22,10 +18,9 @@ from rdispy.errors import NoNodesError
 from rdispy.keys import Keys
 from rdispy.nodes import live_nodes
 from rdispy.relay import discovery
-from rdispy.server import free_port
 from rdispy.wire import Signer
-from tests.conftest import HEARTBEAT, ROOT
-from tests.helpers import executor, wait_until
+from tests.conftest import Relay
+from tests.helpers import executor
 
 SECRET = "relay-test-secret"
 
@@ -34,52 +29,6 @@ def _free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("", 0))
         return int(sock.getsockname()[1])
-
-
-class Relay:
-    def __init__(self, proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
-        self.proc, self.port, self.log = proc, port, log
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-@pytest.fixture
-def start_relay(cluster: str, tmp_path: Path) -> Iterator[Callable[..., Relay]]:
-    started: list[Relay] = []
-
-    def start(url: str, *extra: str) -> Relay:
-        port = free_port()
-        log = tmp_path / f"relay{len(started)}.log"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "rdispy", "-v", "relay", "--redis", url,
-             "--listen", f"127.0.0.1:{port}", "--cluster", cluster, "--name", "r1", *extra],
-            stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT,
-            env=dict(os.environ, RDISPY_HEARTBEAT=str(HEARTBEAT)),
-        )  # fmt: skip
-        relay = Relay(proc, port, log)
-        started.append(relay)
-        wait_until(lambda: _listening(port) or proc.poll() is not None, "the relay to listen")
-        assert proc.poll() is None, relay.output()
-        return relay
-
-    yield start
-    for relay in started:
-        if relay.proc.poll() is None:
-            relay.proc.send_signal(signal.SIGTERM)
-            relay.proc.wait(10)
-
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), 0.5).close()
-        return True
-    except OSError:
-        return False
 
 
 def test_worker_through_relay_runs_jobs_and_is_marked(

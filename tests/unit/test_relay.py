@@ -66,7 +66,7 @@ def test_policy_allows_the_workers_commands_on_its_keys(policy: Policy) -> None:
         [b"EVALSHA", sha, b"2", base + b"jobs", base + b"job:1", b"arg"],
         [b"SCRIPT", b"LOAD", scripts.PUBLISH.encode()],
         [b"XGROUP", b"CREATE", base + b"jobs", b"consumers", b"0", b"MKSTREAM"],
-        [b"CONFIG", b"GET", b"maxmemory-policy"],
+        [b"INFO", b"memory"],
         [b"HELLO", b"3"],
     ]  # fmt: skip
     for command in allowed:
@@ -84,6 +84,9 @@ def test_policy_refuses_other_commands_keys_and_scripts(policy: Policy) -> None:
         [b"EVALSHA", b"0" * 40, b"0"],
         [b"EVALSHA", next(iter(script_shas())), b"1", b"outside"],
         [b"CONFIG", b"SET", b"maxmemory-policy", b"allkeys-lru"],
+        [b"CONFIG", b"GET", b"maxmemory-policy"],  # the policy is read from INFO memory
+        [b"INFO"],
+        [b"INFO", b"keyspace"],
         [b"CLIENT", b"KILL", b"ID", b"1"],
         [b"HELLO", b"3", b"AUTH", b"default", b"pw"],
         [b"HINCRBY", base + b"node:n", b"cpus", b"1"],
