@@ -10,6 +10,9 @@ key                            type     holds                                   
                                                                                     when acked
 ``node:<name>:jobs``           stream   jobs placed on one node (same group)        as ``jobs``
 ``queue:<client>``             stream   a shared-cluster client's queued jobs       moved out
+``queues``                     zset     clients whose ``queue:<client>`` may hold   removed when
+                                        jobs -> when they last queued (the fair     found empty
+                                        scheduler's index)
 ``scheduler``                  string   a fair scheduler is running                 a few seconds
 ``results:<client>``           stream   results/events for one client               read entries
                                                                                     deleted; TTL
@@ -82,6 +85,12 @@ class Keys:
     def fair_queue(self, client_id: str) -> str:
         """A SharedJobCluster client's own queue, moved round-robin into ``jobs``."""
         return f"{self.base}:queue:{client_id}"
+
+    @cached_property
+    def fair_queues(self) -> str:
+        """Ids of the clients whose fair queue may hold jobs: what the scheduler reads instead
+        of scanning the keyspace (a client adds itself with each batch it queues)."""
+        return f"{self.base}:queues"
 
     @cached_property
     def scheduler(self) -> str:

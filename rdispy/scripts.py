@@ -133,6 +133,16 @@ return 1
 """
 
 
+# KEYS[1] a client's fair queue, KEYS[2] the fair queues' index; ARGV[1] the client id
+# Drops the client from the index if its queue is empty: in one step, so that a job queued
+# meanwhile (its client adds itself to the index after each batch) is never left unindexed.
+# Returns 1 dropped, 0 the queue holds jobs (or the client was not indexed).
+FORGET_QUEUE = """
+if redis.call('XLEN', KEYS[1]) > 0 then return 0 end
+return redis.call('ZREM', KEYS[2], ARGV[1])
+"""
+
+
 # KEYS[1] jobs stream; ARGV[1] group, ARGV[2] entry id, ARGV[3] consumer name
 # Puts an entry the consumer took but never started back at the end of the queue, uncharged.
 # Returns 1 released, 0 not ours any more.
@@ -268,6 +278,7 @@ class Scripts:
         self.release: Script = client.register_script(RELEASE)
         self.recover: Script = client.register_script(RECOVER)
         self.move: Script = client.register_script(MOVE)
+        self.forget_queue: Script = client.register_script(FORGET_QUEUE)
         self.provisional: Script = client.register_script(PROVISIONAL)
         self.lease: Script = client.register_script(LEASE)
         self.withdraw: Script = client.register_script(WITHDRAW)

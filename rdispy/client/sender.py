@@ -137,6 +137,10 @@ class Sender:
                 self.outbox.extendleft(reversed(batch))
                 raise
         commands: list[tuple[Any, ...]] = []
+        queued = self._fair_clients(batch)
+        if queued:  # indexed before and after the jobs: see scheduler/fair.py
+            commands.append(("ZADD", self._keys.fair_queues, *_scored(queued)))
+        lead = len(commands)
         large = False
         for target, item in batch:
             if isinstance(target, str):  # a function blob, sent before the jobs that name it
@@ -148,6 +152,8 @@ class Sender:
                 stream = target.stream
                 commands.append(("XADD", stream, "*", *itertools.chain(*item.items())))
                 large = large or has_large(item.values())
+        if queued:
+            commands.append(("ZADD", self._keys.fair_queues, *_scored(queued)))
         jobs = sum(isinstance(target, RemoteFuture) for target, _ in batch)
         if jobs:
             commands.append(("HINCRBY", self._keys.counters, stats.SUBMITTED, jobs))
@@ -155,19 +161,29 @@ class Sender:
             for _, digest, _ in self._ledger.functions.values():
                 commands.append(("EXPIRE", self._keys.blob(digest), defaults.BLOB_TTL))
             self._blobs_touched = time.monotonic()
-        self._link.send(commands, partial(self._sent_replies, batch), large=large)
+        self._link.send(commands, partial(self._sent_replies, batch, lead), large=large)
         if wait:
             self._link.settle()
 
-    def _sent_replies(self, batch: list[Outgoing], replies: list[Any] | None) -> None:
-        """Apply the replies of a batch sent: entry ids, or Redis refusing a job; ``None``
-        when the connection failed first (the caller holds the send lock)."""
+    def _fair_clients(self, batch: list[Outgoing]) -> set[str]:
+        """The clients whose fair queue this batch writes to (this client's, if any)."""
+        head = self._keys.fair_queue("")
+        return {
+            target.stream[len(head) :]
+            for target, _ in batch
+            if isinstance(target, RemoteFuture) and target.stream.startswith(head)
+        }
+
+    def _sent_replies(self, batch: list[Outgoing], lead: int, replies: list[Any] | None) -> None:
+        """Apply the replies of a batch sent (after ``lead`` replies of other commands): entry
+        ids, or Redis refusing a job; ``None`` when the connection failed first (the caller
+        holds the send lock)."""
         if replies is None:
             # the server may have run some of these commands: look before sending them again
             self._uncertain.update(t.job_id for t, _ in batch if isinstance(t, RemoteFuture))
             self.outbox.extendleft(reversed(batch))
             return
-        for (target, _), reply in zip(batch, replies, strict=False):
+        for (target, _), reply in zip(batch, replies[lead:], strict=False):
             if not isinstance(target, RemoteFuture):
                 continue
             if isinstance(reply, Exception):
@@ -220,3 +236,9 @@ class Sender:
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(5)
         self._link.close()
+
+
+def _scored(clients: set[str]) -> list[Any]:
+    """ZADD's score-member pairs: each client scored by when it last queued a batch."""
+    now = time.time()
+    return [part for client in sorted(clients) for part in (now, client)]

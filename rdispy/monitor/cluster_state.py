@@ -131,7 +131,7 @@ def read_state(client: redis.Redis, keys: Keys, signer: wire.Signer | None = Non
     client_ids = [as_str(c) for c in client.zrange(keys.clients, 0, -1)]  # type: ignore[union-attr]
     streams = [(keys.jobs, "shared", "")]
     streams += [(keys.node_jobs(n), "node", n) for n in node_names]
-    streams += [(keys.fair_queue(c), "client", c) for c in client_ids]
+    streams += [(keys.fair_queue(c), "client", c) for c in queued_clients(client, keys)]
     queues = _queues(client, streams, now)
     pipe = client.pipeline(transaction=False)
     for cid in client_ids:
@@ -164,6 +164,12 @@ def read_state(client: redis.Redis, keys: Keys, signer: wire.Signer | None = Non
     counters.update({as_str(k): int(as_float(v)) for k, v in raw_counters.items()})
     latency = {as_str(k): as_float(v) for k, v in raw_latency.items()}
     return ClusterState(keys.cluster, now, nodes, queues, clients, int(dead), counters, latency)
+
+
+def queued_clients(client: redis.Redis, keys: Keys) -> list[str]:
+    """Clients whose fair queue may hold jobs (the fair scheduler's index: a client that died
+    with jobs queued stays in it until they are moved)."""
+    return sorted(as_str(c) for c in client.zrange(keys.fair_queues, 0, -1))  # type: ignore[union-attr]
 
 
 def registered_node_names(client: redis.Redis, keys: Keys) -> set[str]:

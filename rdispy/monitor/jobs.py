@@ -18,7 +18,7 @@ import redis
 
 from rdispy import attempts, wire
 from rdispy.keys import CONSUMER_GROUP, Keys
-from rdispy.monitor.cluster_state import registered_node_names
+from rdispy.monitor.cluster_state import queued_clients, registered_node_names
 from rdispy.monitor.replies import as_float, as_str, client_of, entry_time
 from rdispy.scripts import Scripts
 from rdispy.streams import ConsumerName
@@ -115,11 +115,10 @@ def _peek(
 
 def _streams(client: redis.Redis, keys: Keys) -> list[str]:
     nodes = sorted(registered_node_names(client, keys))
-    clients = [as_str(c) for c in client.zrange(keys.clients, 0, -1)]  # type: ignore[union-attr]
     return [
         keys.jobs,
         *(keys.node_jobs(n) for n in nodes),
-        *(keys.fair_queue(c) for c in clients),
+        *(keys.fair_queue(c) for c in queued_clients(client, keys)),
     ]
 
 

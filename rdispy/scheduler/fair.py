@@ -6,6 +6,12 @@ consumer) and refills it round-robin, one job from each non-empty client queue i
 client that queued ten thousand jobs does not starve one that queued ten.  Each move is one
 atomic script, and all state is in Redis: any number of schedulers may run, and one that dies
 loses nothing; a restarted one carries on.
+
+The client queues are found in an index (``keys.fair_queues``), never by scanning the keyspace
+on the periodic path: a client adds itself to the index before and after each batch it queues,
+and the scheduler drops a client only in the script that finds its queue empty.  One SCAN at
+start (and after each outage) indexes queues that an older client, or one killed in the middle
+of a write, left out.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -49,13 +56,18 @@ class FairScheduler:
 
     def run(self) -> None:
         """Move jobs until ``stop()``; rides out Redis outages with a capped backoff."""
-        ensure_group(self.client, self.keys)
+        ready = False  # the group made and the queues indexed: at start and after each outage
         backoff = 0.05
         while not self._stop.is_set():
             try:
+                if not ready:
+                    ensure_group(self.client, self.keys)
+                    self.index_queues()
+                    ready = True
                 moved = self.step()
                 backoff = 0.05
             except redis.RedisError as exc:
+                ready = False
                 log.warning("scheduler: Redis unreachable (%s); retrying in %.2fs", exc, backoff)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -63,21 +75,35 @@ class FairScheduler:
             if not moved:
                 self._stop.wait(IDLE_PAUSE)
 
+    def index_queues(self) -> int:
+        """Add every client queue in the keyspace to the index (one SCAN, at start); returns
+        how many were missing from it."""
+        head, tail = self.keys.fair_queue("\0").split("\0")
+        found = {
+            key.decode()[len(head) : len(key) - len(tail) or None]
+            for key in self.client.scan_iter(match=self.keys.fair_queue("*"), _type="stream")
+        }
+        if not found:
+            return 0
+        added = self.client.zadd(self.keys.fair_queues, dict.fromkeys(found, time.time()), nx=True)
+        return int(added or 0)
+
     def step(self) -> int:
         """One pass: beat, then move up to the room left in the shared stream.  Returns moved."""
-        self.client.set(self.keys.scheduler, "1", ex=HEARTBEAT_TTL)
-        room = DEPTH_PER_CORE * self._live_cores() - self._undelivered()
-        if room <= 0:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(self.keys.scheduler, "1", ex=HEARTBEAT_TTL)
+        pipe.xinfo_groups(self.keys.jobs)
+        pipe.zrange(self.keys.fair_queues, 0, -1)
+        _, groups, clients = pipe.execute()
+        room = DEPTH_PER_CORE * self._live_cores() - _undelivered(groups, self._length)
+        if room <= 0 or not clients:
             return 0
-        queues = sorted(
-            k.decode()
-            for k in self.client.scan_iter(match=self.keys.fair_queue("*"), _type="stream")
-        )
+        queues = sorted(c.decode() for c in clients)
         moved = 0
         while room > 0 and queues:
             self._next %= len(queues)
-            queue = queues[self._next]
-            if self._move_oldest(queue):
+            client_id = queues[self._next]
+            if self._move_oldest(client_id):
                 moved += 1
                 room -= 1
                 self._next += 1
@@ -85,9 +111,11 @@ class FairScheduler:
                 queues.pop(self._next)  # empty now; the rest keep their turn order
         return moved
 
-    def _move_oldest(self, queue: str) -> bool:
+    def _move_oldest(self, client_id: str) -> bool:
+        queue = self.keys.fair_queue(client_id)
         oldest: Any = self.client.xrange(queue, "-", "+", count=1)
         if not oldest:
+            self.scripts.forget_queue(keys=[queue, self.keys.fair_queues], args=[client_id])
             return False
         eid, fields = oldest[0]
         job = self.keys.job(fields.get(wire.F.ID, b"").decode())
@@ -101,16 +129,20 @@ class FairScheduler:
             self._cores = (time.monotonic(), cores)
         return cores
 
-    def _undelivered(self) -> int:
-        """Entries of the shared stream no consumer has been handed yet."""
-        groups: Any = self.client.xinfo_groups(self.keys.jobs)
-        for group in groups:
-            if group["name"] in (CONSUMER_GROUP, CONSUMER_GROUP.encode()):
-                lag = group.get("lag")
-                if lag is not None:
-                    return int(lag)
-                return int(self.client.xlen(self.keys.jobs)) - int(group.get("pending", 0))
-        return 0
+    def _length(self) -> int:
+        return int(self.client.xlen(self.keys.jobs))
+
+
+def _undelivered(groups: Any, length: Callable[[], int]) -> int:
+    """Entries of the shared stream no consumer has been handed yet (from XINFO GROUPS; servers
+    too old to report the lag are asked for the stream's length)."""
+    for group in groups:
+        if group["name"] in (CONSUMER_GROUP, CONSUMER_GROUP.encode()):
+            lag = group.get("lag")
+            if lag is not None:
+                return int(lag)
+            return length() - int(group.get("pending", 0))
+    return 0
 
 
 def running(client: redis.Redis, keys: Keys) -> bool:

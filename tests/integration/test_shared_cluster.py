@@ -11,11 +11,17 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+import redis
 
 import rdispy as dispy
+from rdispy.keys import Keys
+from rdispy.scheduler import fair
+from rdispy.scripts import Scripts
 from tests.faults.ledger import record, tags
+from tests.helpers import DEADLINE, wait_until
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -158,3 +164,52 @@ def test_cancel_reaches_a_job_waiting_in_the_fair_queue(redis_url, cluster, star
         assert [job(timeout=30) for job in blockers] == [f"b{i}" for i in range(4)]
     ran = tags(ledger)
     assert "victim" not in ran and sorted(ran) == [f"b{i}" for i in range(4)]
+
+
+def _scans(client: redis.Redis) -> int:
+    stats: Any = client.info("commandstats")
+    return int(stats.get("cmdstat_scan", {}).get("calls", 0))
+
+
+def test_the_scheduler_finds_queues_by_their_index_not_by_scanning(
+    private_server, cluster, start_worker
+):
+    """Idle or busy, a scheduler's passes scan nothing; a queue missing from the index (an
+    older client, or one killed mid-write) is indexed by the one SCAN at its start."""
+    srv = private_server()
+    admin = redis.Redis(port=srv.port)
+    keys = Keys(cluster)
+    start_worker(srv.url, 2)
+    with dispy.SharedJobCluster(pow, redis_url=srv.url, cluster=cluster, scheduler=False) as c:
+        client_id = c._dispatcher.client_id
+        jobs = [c.submit(2, i) for i in range(20)]
+        wait_until(lambda: admin.xlen(keys.fair_queue(client_id)) == 20, "jobs queued")
+        assert admin.zrange(keys.fair_queues, 0, -1) == [client_id.encode()]
+        admin.delete(keys.fair_queues)  # as if a client had queued them without the index
+        scheduler, thread = fair.start_thread(srv.url, keys)
+        try:
+            assert [job(timeout=DEADLINE) for job in jobs] == [2**i for i in range(20)]
+            wait_until(lambda: not admin.exists(keys.fair_queues), "the empty queue forgotten")
+            scans = _scans(admin)
+            assert scans >= 1  # the one at start
+            later = [c.submit(3, i) for i in range(20)]
+            assert [job(timeout=DEADLINE) for job in later] == [3**i for i in range(20)]
+            time.sleep(20 * fair.IDLE_PAUSE)  # idle passes
+            assert _scans(admin) == scans
+        finally:
+            scheduler.stop()
+            thread.join(5)
+    admin.close()
+
+
+def test_a_client_queue_is_forgotten_only_when_found_empty(redis_url, cluster, rclient):
+    keys = Keys(cluster)
+    scripts = Scripts(rclient)
+    queue, index = keys.fair_queue("q1"), keys.fair_queues
+    rclient.zadd(index, {"q1": 1.0})
+    rclient.xadd(queue, {"id": "q1-1"})
+    assert scripts.forget_queue(keys=[queue, index], args=["q1"]) == 0
+    assert rclient.zscore(index, "q1") == 1.0
+    rclient.delete(queue)
+    assert scripts.forget_queue(keys=[queue, index], args=["q1"]) == 1
+    assert rclient.zscore(index, "q1") is None
