@@ -7,13 +7,15 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import redis
 from redis.asyncio.connection import RedisSSLContext
 from redis.connection import parse_url
+from redis.sentinel import Sentinel
 
 from rdispy import defaults
 from rdispy.errors import BrokerError, ConfigError
@@ -56,13 +58,22 @@ def _has_password(url: str) -> bool:
     )
 
 
+#: URL schemes of a Sentinel-managed primary (rediss: TLS to the primary and its replicas).
+SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+SCHEMES = ("redis", "rediss", "unix", *SENTINEL_SCHEMES)
+
+
 def connect(url: str, **options: object) -> redis.Redis:
-    """A client for ``url``; raises ConfigError for a malformed URL (no I/O happens here)."""
+    """A client for ``url``; raises ConfigError for a malformed URL (no I/O happens here).
+
+    ``redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db]`` gives a client
+    of the primary the sentinels name, found again on every new connection, so that a failover
+    is followed without a restart (``?sentinel_password=`` if the sentinels ask for one)."""
     scheme = urlsplit(url).scheme
-    if scheme not in ("redis", "rediss", "unix"):
+    if scheme not in SCHEMES:
         raise ConfigError(
-            f"unsupported Redis URL {redact(url)!r}: use redis://HOST:PORT, rediss://HOST:PORT "
-            "or unix:///path/to/socket"
+            f"unsupported Redis URL {redact(url)!r}: use redis://HOST:PORT, rediss://HOST:PORT, "
+            "unix:///path/to/socket or redis+sentinel://HOST:PORT[,HOST:PORT...]/SERVICE"
         )
     try:
         settings: dict[str, object] = {
@@ -72,9 +83,79 @@ def connect(url: str, **options: object) -> redis.Redis:
         if scheme != "unix":
             settings["socket_keepalive"] = True
         settings.update(options)
+        if scheme in SENTINEL_SCHEMES:
+            return sentinel_url(url).client(settings)
         return redis.Redis.from_url(url, **settings)  # type: ignore[arg-type]
     except ValueError as exc:
         raise ConfigError(f"invalid Redis URL {redact(url)!r}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class SentinelUrl:
+    """The parts of a ``redis+sentinel://`` URL."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    service: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    sentinel_password: str | None = None
+    tls: bool = False
+    options: tuple[tuple[str, Any], ...] = ()  # the query's other options, typed as redis-py's
+
+    def sentinel(self, settings: Mapping[str, object]) -> Sentinel:
+        timeouts = {k: v for k, v in settings.items() if k.startswith("socket_")}
+        return Sentinel(
+            self.sentinels,
+            sentinel_kwargs={**timeouts, "password": self.sentinel_password},
+            **self.primary_options(settings),
+        )
+
+    def primary_options(self, settings: Mapping[str, object]) -> dict[str, Any]:
+        found: dict[str, Any] = {**settings, **dict(self.options), "db": self.db}
+        found.update(username=self.username, password=self.password)
+        if self.tls:
+            found["ssl"] = True
+        return found
+
+    def client(self, settings: Mapping[str, object]) -> redis.Redis:
+        primary: redis.Redis = self.sentinel(settings).master_for(self.service)
+        return primary
+
+    def primary_address(self) -> tuple[str, int]:
+        """Where the primary is now (asks the sentinels; redis ConnectionError if none knows)."""
+        settings = {"socket_timeout": defaults.SOCKET_CONNECT_TIMEOUT}
+        address: Any = self.sentinel(settings).discover_master(self.service)
+        return str(address[0]), int(address[1])
+
+
+def sentinel_url(url: str) -> SentinelUrl:
+    """Parse a ``redis+sentinel://`` URL (ValueError if malformed)."""
+    parts = urlsplit(url)
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    sentinels = []
+    for item in hosts.split(","):
+        host, colon, port = item.rpartition(":")
+        if not colon or not host or not port.isdigit():
+            raise ValueError(f"sentinel address {item!r} is not HOST:PORT")
+        sentinels.append((host.strip("[]"), int(port)))
+    path = [p for p in parts.path.split("/") if p]
+    if not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
+        raise ValueError("give the service name the sentinels monitor: /SERVICE or /SERVICE/DB")
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "sentinel_password"]
+    typed = parse_url("redis://x/?" + urlencode(query)) if query else {}  # type: ignore[no-untyped-call]
+    typed.pop("host", None)
+    return SentinelUrl(
+        sentinels=tuple(sentinels),
+        service=unquote(path[0]),
+        db=int(path[1]) if len(path) == 2 else 0,
+        username=unquote(user) or None,
+        password=unquote(password) or None,
+        sentinel_password=dict(parse_qsl(parts.query)).get("sentinel_password"),
+        tls=parts.scheme == "rediss+sentinel",
+        options=tuple(typed.items()),
+    )
 
 
 def tls_context(url: str) -> ssl.SSLContext | None:

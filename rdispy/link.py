@@ -131,6 +131,8 @@ class Link:
             raise
 
     def _write(self, packed: list[bytes | memoryview]) -> None:
+        if self._conn._sock is None:  # connect() first: a Sentinel-managed connection finds
+            self._conn.connect()  # its primary there (send_packed_command skips that step)
         self._conn.send_packed_command(packed, check_health=False)
 
     def _read(

@@ -41,22 +41,33 @@ class _Slot:
 
 
 def upstream_opener(url: str) -> Opener:
-    """A coroutine factory opening an authenticated connection to the Redis at ``url``."""
+    """A coroutine factory opening an authenticated connection to the Redis at ``url`` (for a
+    ``redis+sentinel://`` URL, to the primary the sentinels name at each opening)."""
     parts = urlsplit(url)
-    auth: list[bytes] = []
-    if parts.password:
-        user = unquote(parts.username) if parts.username else None
-        auth = [b"AUTH", *([user.encode()] if user else []), unquote(parts.password).encode()]
+    user, password = parts.username, parts.password
     db = parts.path.strip("/") if parts.scheme != "unix" else ""
     tls = connection.tls_context(url)
+    primary: Callable[[], tuple[str, int]] | None = None
+    if parts.scheme in connection.SENTINEL_SCHEMES:
+        sentinels = connection.sentinel_url(url)
+        user, password, db = sentinels.username, sentinels.password, str(sentinels.db)
+        primary = sentinels.primary_address
+        if sentinels.tls:
+            tls = connection.tls_context(f"rediss://primary/?{parts.query}")
+    auth: list[bytes] = []
+    if password:
+        name = unquote(user) if user else None
+        auth = [b"AUTH", *([name.encode()] if name else []), unquote(password).encode()]
 
     async def open_() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if parts.scheme == "unix":
             opening = asyncio.open_unix_connection(parts.path, limit=CHUNK)
         else:
-            opening = asyncio.open_connection(
-                parts.hostname, parts.port or 6379, ssl=tls, limit=CHUNK
-            )
+            if primary is not None:
+                host, port = await asyncio.to_thread(primary)
+            else:
+                host, port = parts.hostname or "localhost", parts.port or 6379
+            opening = asyncio.open_connection(host, port, ssl=tls, limit=CHUNK)
         reader, writer = await asyncio.wait_for(opening, defaults.SOCKET_CONNECT_TIMEOUT)
         keepalive(writer)
         hello = [auth] if auth else []
